@@ -1,0 +1,171 @@
+"""An asyncio AMQP client for publishing with confirms; reconnects on demand.
+
+It holds one connection and one confirm channel, opened on first use. When a
+publish finds the connection gone (the broker restarted, a network blip), the
+unconfirmed messages are sent once more on a fresh connection; if that fails
+too, the caller gets a PublishError at once instead of waiting on a dead
+socket. A resend after a lost confirm may duplicate a message: delivery is
+at-least-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq.abc import AbstractChannel as RawChannel
+from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError, DeliveryError
+from pamqp.commands import Basic
+
+from .errors import PublishError
+from .message import Envelope
+from .settings import Settings
+from .topology import Topology
+
+log = logging.getLogger(__name__)
+
+#: Failures that mean "the connection is gone", worth one resend on a new one.
+CONNECTION_ERRORS = (AMQPConnectionError, ChannelInvalidStateError, ConnectionError, OSError)
+
+
+class BrokerClient:
+    """One connection and confirm channel for publishing task messages."""
+
+    def __init__(self, settings: Settings, topology: Topology) -> None:
+        self.settings = settings
+        self.topology = topology
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._raw: RawChannel | None = None
+        self._queues: set[str] = set()
+        self._lock: asyncio.Lock | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """True while a channel is open (it may still turn out dead on the next publish)."""
+        return self._channel is not None and not self._channel.is_closed
+
+    async def channel(self) -> AbstractChannel:
+        """The open confirm channel, connecting (and declaring the base topology) if needed."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._channel is not None and not self._channel.is_closed:
+                return self._channel
+            await self.close()
+            try:
+                self._connection = await aio_pika.connect(
+                    self.settings.broker_url, timeout=self.settings.connect_timeout
+                )
+                self._channel = await self._connection.channel(
+                    publisher_confirms=self.settings.confirm_publish
+                )
+                await self.topology.declare_base(self._channel)
+                self._raw = await self._channel.get_underlay_channel()
+            except (TimeoutError, *CONNECTION_ERRORS) as exc:
+                await self.close()
+                raise PublishError(
+                    f"cannot reach the broker at {self.settings.safe_broker_url}: "
+                    f"{_describe(exc)}. Is RabbitMQ running? (TASKCORE_BROKER_URL)"
+                ) from exc
+            return self._channel
+
+    async def ensure_queues(self, queues: Iterable[str]) -> None:
+        """Declare the work queues this client has not declared on this connection."""
+        channel = await self.channel()
+        for queue in queues:
+            if queue not in self._queues:
+                await self.topology.declare_queue(channel, queue)
+                self._queues.add(queue)
+
+    async def publish(self, envelopes: Sequence[Envelope], queues: Iterable[str] = ()) -> None:
+        """Publish all envelopes, pipelined, and return once the broker confirmed every one.
+
+        ``queues`` are work queues the messages end up in; they are declared
+        first so that a message never goes to a queue that does not exist.
+        """
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout):
+                await self._publish(list(envelopes), list(queues))
+        except TimeoutError:
+            await self.close()
+            raise PublishError(
+                f"the broker at {self.settings.safe_broker_url} did not confirm within "
+                f"{self.settings.publish_timeout}s (TASKCORE_PUBLISH_TIMEOUT)"
+            ) from None
+
+    async def _publish(self, pending: list[Envelope], queues: list[str]) -> None:
+        for attempt in (1, 2):
+            fresh = not self.is_open
+            try:
+                await self.ensure_queues(queues)
+            except CONNECTION_ERRORS as exc:
+                if fresh or attempt == 2:
+                    raise self._lost(exc, len(pending)) from exc
+                await self.close()
+                continue
+            assert self._raw is not None
+            results = await asyncio.gather(
+                *(self._publish_one(self._raw, envelope) for envelope in pending),
+                return_exceptions=True,
+            )
+            lost: list[Envelope] = []
+            for envelope, result in zip(pending, results, strict=True):
+                if isinstance(result, CONNECTION_ERRORS):
+                    lost.append(envelope)
+                elif isinstance(result, BaseException):
+                    raise result
+            if not lost:
+                return
+            error = next(r for r in results if isinstance(r, CONNECTION_ERRORS))
+            await self.close()
+            if fresh or attempt == 2:
+                raise self._lost(error, len(lost)) from error  # type: ignore[arg-type]
+            log.warning("broker connection lost (%s); resending %d message(s)", error, len(lost))
+            pending = lost
+
+    async def _publish_one(self, raw: RawChannel, envelope: Envelope) -> None:
+        try:
+            result = await raw.basic_publish(
+                envelope.body,
+                exchange=envelope.exchange,
+                routing_key=envelope.routing_key,
+                properties=envelope.properties,
+                mandatory=True,
+            )
+        except DeliveryError as exc:
+            raise PublishError(
+                f"the broker refused message {envelope.properties.message_id} "
+                f"(exchange {envelope.exchange!r}, routing key {envelope.routing_key!r}): {exc}"
+            ) from exc
+        if self.settings.confirm_publish and not isinstance(result, Basic.Ack):
+            raise PublishError(
+                f"the broker could not route message {envelope.properties.message_id}: "
+                f"no queue is bound to exchange {envelope.exchange!r} "
+                f"with routing key {envelope.routing_key!r}"
+            )
+
+    def _lost(self, exc: BaseException, count: int) -> PublishError:
+        return PublishError(
+            f"lost the connection to the broker at {self.settings.safe_broker_url} "
+            f"before {count} message(s) were confirmed: {_describe(exc)}"
+        )
+
+    async def close(self) -> None:
+        """Close the connection (if any); the next publish opens a new one."""
+        connection, self._connection = self._connection, None
+        self._channel = self._raw = None
+        self._queues.clear()
+        if connection is not None and not connection.is_closed:
+            try:
+                await connection.close()
+            except Exception:  # closing a broken connection may fail in many ways
+                log.debug("error while closing broker connection", exc_info=True)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 300 else text[:300] + "…"

@@ -1,0 +1,44 @@
+"""Exceptions raised by taskcore, and the two a task raises to steer its own fate."""
+
+from __future__ import annotations
+
+
+class TaskcoreError(Exception):
+    """Base class for every error taskcore raises on its own account."""
+
+
+class PublishError(TaskcoreError):
+    """The broker did not confirm a message: unreachable, refused it, or could not route it."""
+
+
+class EncodeError(TaskcoreError, TypeError):
+    """Task arguments that cannot travel as JSON."""
+
+
+class DecodeError(TaskcoreError):
+    """A delivered message that is not a taskcore task message."""
+
+
+class ConfigurationError(TaskcoreError, ValueError):
+    """A setting, queue name or task option that cannot work."""
+
+
+class Retry(Exception):
+    """Raise inside a task to ask for another attempt.
+
+    ``countdown`` overrides the task's backoff for this retry; ``exc`` is the
+    error that caused it, recorded if the retries run out.
+    """
+
+    def __init__(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
+        super().__init__(f"retry in {countdown}s" if countdown is not None else "retry")
+        self.countdown = countdown
+        self.exc = exc
+
+
+class Reject(Exception):
+    """Raise inside a task to send its message straight to the dead-letter queue."""
+
+    def __init__(self, reason: str = "rejected by the task") -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,161 @@
+"""The wire format of a task message, and the envelope every publish goes out in.
+
+A task message is an AMQP message whose body is JSON ``{"args": [...],
+"kwargs": {...}}``; who and where live in the properties (``message_id`` is
+the task id, ``type`` the task name) and in ``x-taskcore-*`` headers, so a
+worker can route even a message whose body it cannot read.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from pamqp.commands import Basic
+
+from .errors import DecodeError, EncodeError
+
+CONTENT_TYPE = "application/json"
+PERSISTENT = 2
+
+#: Retries already made (0 on the first attempt).
+H_RETRIES = "x-taskcore-retries"
+#: The work queue the message belongs to (it travels through other queues when delayed).
+H_QUEUE = "x-taskcore-queue"
+#: When a delayed message is due, as a Unix timestamp.
+H_ETA = "x-taskcore-eta"
+
+
+def new_task_id() -> str:
+    """A fresh random task id."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One AMQP publish: where it goes and what it carries."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: Basic.Properties
+
+
+@dataclass(slots=True)
+class TaskMessage:
+    """A task call as it travels: id, task name, queue and JSON arguments."""
+
+    id: str
+    task: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    retries: int = 0
+    eta: float | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> bytes:
+        """The JSON body; raises EncodeError if an argument is not JSON."""
+        return encode_body(self.task, self.args, self.kwargs)
+
+    def properties(self) -> Basic.Properties:
+        """AMQP properties: persistent, JSON, id, task name and headers."""
+        headers = {**self.headers, H_RETRIES: self.retries, H_QUEUE: self.queue}
+        if self.eta is not None:
+            headers[H_ETA] = self.eta
+        return Basic.Properties(
+            content_type=CONTENT_TYPE,
+            delivery_mode=PERSISTENT,
+            message_id=self.id,
+            message_type=self.task,
+            timestamp=datetime.now(UTC).replace(microsecond=0),
+            headers=headers,
+        )
+
+
+def encode_body(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
+    """JSON-encode a call's arguments; raise EncodeError naming the task if they are not JSON."""
+    try:
+        return json.dumps(
+            {"args": list(args), "kwargs": dict(kwargs)},
+            separators=(",", ":"),
+            allow_nan=False,
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise EncodeError(
+            f"arguments of {task} must be JSON (str, int, float, bool, None, list, dict): {exc}"
+        ) from None
+
+
+def decode(message: AbstractIncomingMessage, queue: str) -> TaskMessage:
+    """Read a message delivered from ``queue``; raise DecodeError saying what is wrong with it."""
+    headers = dict(message.headers or {})
+    if not message.type:
+        raise DecodeError("message has no task name (AMQP 'type' property)")
+    try:
+        payload = json.loads(message.body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError(f"body is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise DecodeError(f"body must be a JSON object, got {type(payload).__name__}")
+    args = payload.get("args", [])
+    kwargs = payload.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise DecodeError("body must hold 'args' as a list and 'kwargs' as an object")
+    retries = headers.get(H_RETRIES, 0)
+    if not isinstance(retries, int) or retries < 0:
+        raise DecodeError(f"header {H_RETRIES} must be a non-negative integer, got {retries!r}")
+    return TaskMessage(
+        id=message.message_id or new_task_id(),
+        task=message.type,
+        queue=queue,
+        args=args,
+        kwargs=kwargs,
+        retries=retries,
+        headers=headers,
+    )
+
+
+#: Headers the broker adds when it dead-letters a message (our delay cascade
+#: does this at every level); dropped when a worker republishes a message.
+_BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
+
+
+def republish_headers(message: AbstractIncomingMessage, **updates: Any) -> dict[str, Any]:
+    """The message's headers without the broker's death records, plus ``updates``."""
+    headers = {
+        key: value
+        for key, value in (message.headers or {}).items()
+        if not key.startswith(_BROKER_DEATH_HEADERS)
+    }
+    headers.update(updates)
+    return headers
+
+
+def republish_properties(
+    message: AbstractIncomingMessage, headers: dict[str, Any]
+) -> Basic.Properties:
+    """Properties to send a delivered message on (retry, dead letter) with new headers."""
+    return Basic.Properties(
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        headers=headers,
+        delivery_mode=PERSISTENT,
+        priority=message.priority,
+        correlation_id=message.correlation_id,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        message_type=message.type,
+        app_id=message.app_id,
+    )
+
+
+def retries_of(message: AbstractIncomingMessage) -> int:
+    """Retries already made, read leniently (0 when the header is missing or garbage)."""
+    value = (message.headers or {}).get(H_RETRIES, 0)
+    return value if isinstance(value, int) and value >= 0 else 0

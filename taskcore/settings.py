@@ -1,0 +1,87 @@
+"""Settings from the environment (twelve-factor), with defaults for a laptop."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigurationError
+
+ENV_PREFIX = "TASKCORE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a TaskApp needs to know about its surroundings.
+
+    Each field can be set with the environment variable ``TASKCORE_<FIELD>``
+    (for example ``TASKCORE_BROKER_URL``) or passed to ``TaskApp(...)``.
+    """
+
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Prefix of the exchanges and delay queues taskcore declares.
+    namespace: str = "taskcore"
+    default_queue: str = "default"
+    #: Seconds a publish may take, confirm included, before PublishError.
+    publish_timeout: float = 10.0
+    connect_timeout: float = 5.0
+    confirm_publish: bool = True
+    #: Task-name patterns (fnmatch) to queue names, e.g. {"webapp.users.*": "user_tasks"}.
+    routes: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``TASKCORE_*`` variables; keyword overrides win."""
+        environ = os.environ if environ is None else environ
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(overrides) - set(known)
+        if unknown:
+            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for name, f in known.items():
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is not None and name != "routes":
+                values[name] = _parse(name, f.type, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def safe_broker_url(self) -> str:
+        """The broker URL without its password, fit for logs and error messages."""
+        return redact_url(self.broker_url)
+
+
+def redact_url(url: str) -> str:
+    """Drop the password from a URL: ``amqp://guest:secret@host/`` → ``amqp://guest@host/``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _parse(name: str, type_name: Any, raw: str) -> Any:
+    kind = str(type_name)
+    if kind == "bool":
+        if raw.strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.strip().lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigurationError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean (use 1 or 0)"
+        )
+    if kind == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number of seconds"
+            ) from None
+    return raw

@@ -1,0 +1,165 @@
+"""A registered task: the function, its options, and how to send it."""
+
+from __future__ import annotations
+
+import inspect
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError
+from .message import TaskMessage, new_task_id
+from .topology import check_queue_name
+
+if TYPE_CHECKING:
+    from .app import TaskApp
+
+
+@dataclass(frozen=True, slots=True)
+class TaskHandle:
+    """What ``delay()`` returns once the broker has confirmed the message."""
+
+    id: str
+    task: str
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a task is retried: ``retry_backoff * 2**retries`` seconds, capped, jittered."""
+
+    max_retries: int = 3
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 600.0
+    retry_jitter: bool = True
+    autoretry_for: tuple[type[BaseException], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigurationError(
+                f"max_retries must be an integer >= 0, not {self.max_retries!r}"
+            )
+        if self.retry_backoff < 0 or self.retry_backoff_max < 0:
+            raise ConfigurationError("retry_backoff and retry_backoff_max must be >= 0 seconds")
+        if not all(
+            isinstance(e, type) and issubclass(e, BaseException) for e in self.autoretry_for
+        ):
+            raise ConfigurationError(
+                f"autoretry_for must be a tuple of exception classes, not {self.autoretry_for!r}"
+            )
+
+    def delay(self, retries: int) -> float:
+        """Seconds to wait before retry number ``retries + 1``.
+
+        Jitter is "equal jitter": a random point in the upper half of the
+        backoff, so delays still grow while retries of many tasks spread out.
+        """
+        delay = min(self.retry_backoff * 2**retries, self.retry_backoff_max)
+        if self.retry_jitter:
+            delay = random.uniform(delay / 2, delay)
+        return delay
+
+
+class Task:
+    """A function registered with a TaskApp. Call it to run it here; ``delay()`` to queue it."""
+
+    def __init__(
+        self,
+        app: TaskApp,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        queue: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.queue = check_queue_name(queue) if queue is not None else None
+        self.retry = retry or RetryPolicy()
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise TypeError if the arguments do not fit the function's signature."""
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}: {exc}") from None
+
+    def delay(self, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Queue a call with these arguments; returns once the broker confirmed it."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        queue: str | None = None,
+        task_id: str | None = None,
+    ) -> TaskHandle:
+        """Queue a call with options: a delay (``countdown`` or ``eta``), a queue, an id."""
+        message = self.message(args, kwargs, queue=queue, task_id=task_id)
+        delay = _delay_seconds(countdown, eta)
+        if delay:
+            message.eta = time.time() + delay
+        self.app.publish([(message, delay)])
+        return TaskHandle(message.id, self.name, message.queue)
+
+    def map(self, calls: Iterable[Any], *, queue: str | None = None) -> list[TaskHandle]:
+        """Queue one call per item, pipelined under a single wait for all confirms.
+
+        A tuple item is the call's positional arguments; any other item is its
+        single argument: ``add.map([(1, 2), (3, 4)])``, ``ping_user.map([1, 2, 3])``.
+        """
+        messages = [
+            self.message(item if isinstance(item, tuple) else (item,), None, queue=queue)
+            for item in calls
+        ]
+        self.app.publish([(m, 0.0) for m in messages])
+        return [TaskHandle(m.id, self.name, m.queue) for m in messages]
+
+    def message(
+        self,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        task_id: str | None = None,
+    ) -> TaskMessage:
+        """Build (and check) the message for one call without sending it."""
+        kwargs = dict(kwargs or {})
+        self.check_arguments(args, kwargs)
+        return TaskMessage(
+            id=task_id or new_task_id(),
+            task=self.name,
+            queue=self.app.queue_for(self, queue),
+            args=list(args),
+            kwargs=kwargs,
+        )
+
+
+def _delay_seconds(countdown: float | None, eta: datetime | None) -> float:
+    if countdown is not None and eta is not None:
+        raise ConfigurationError("give countdown or eta, not both")
+    if eta is not None:
+        return max(0.0, eta.timestamp() - time.time())
+    if countdown is not None:
+        if countdown < 0:
+            raise ConfigurationError(f"countdown must be >= 0 seconds, not {countdown}")
+        return float(countdown)
+    return 0.0

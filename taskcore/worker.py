@@ -1,0 +1,302 @@
+"""The worker: consume task messages, run them, and settle each message once its outcome is safe.
+
+A message is acknowledged only after its outcome is durable: the task
+returned, or its retry (through the delay cascade) or its dead letter was
+confirmed by the broker. A crash at any point before that leaves the message
+unacknowledged, and the broker delivers it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+
+from .broker import BrokerClient
+from .dead_letters import dead_letter_headers
+from .errors import DecodeError, PublishError, Reject, Retry
+from .message import H_ETA, H_RETRIES, Envelope, TaskMessage, decode, republish_headers
+from .message import republish_properties as properties_for
+from .topology import check_queue_name, dead_queue
+
+if TYPE_CHECKING:
+    from .app import TaskApp
+    from .task import Task
+
+log = logging.getLogger(__name__)
+
+
+class UnknownTask(LookupError):
+    """A message names a task this worker does not have."""
+
+
+def default_hostname() -> str:
+    """``taskcore-<pid>@<host>``: unique per process, readable in logs and the console."""
+    return f"taskcore-{os.getpid()}@{socket.gethostname()}"
+
+
+class Worker:
+    """Consumes ``queues`` and runs up to ``concurrency`` tasks at a time.
+
+    ``async def`` tasks run on the worker's event loop; plain functions run in
+    a pool of ``concurrency`` threads. The broker never hands this worker more
+    than ``concurrency`` unacknowledged messages (channel-wide prefetch).
+    """
+
+    def __init__(
+        self,
+        app: TaskApp,
+        queues: Sequence[str] | None = None,
+        *,
+        concurrency: int = 8,
+        grace_period: float = 30.0,
+        hostname: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.app = app
+        self.queues = [check_queue_name(q) for q in (queues or [app.settings.default_queue])]
+        self.concurrency = concurrency
+        self.grace_period = grace_period
+        self.hostname = hostname or default_hostname()
+        #: Sync tasks still running in threads when shutdown gave up on them.
+        self.abandoned = 0
+        self._client = BrokerClient(app.settings, app.topology)
+        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="taskcore-task")
+        self._connection: AbstractRobustConnection | None = None
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._running: dict[asyncio.Task[None], AbstractIncomingMessage] = {}
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+
+    # -- life cycle -------------------------------------------------------
+
+    async def run(self) -> None:
+        """Start consuming and run until ``request_stop()``; then shut down gracefully."""
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Ask for a graceful stop; asked a second time, stop without waiting for running tasks."""
+        if self._stop.is_set():
+            self._force.set()
+        self._stop.set()
+
+    async def start(self) -> None:
+        """Connect, declare the topology, and start consuming."""
+        settings = self.app.settings
+        await self._client.ensure_queues(self.queues)
+        self._connection = await aio_pika.connect_robust(
+            settings.broker_url, timeout=settings.connect_timeout
+        )
+        channel = await self._connection.channel()
+        # Channel-wide ("global") prefetch: the bound holds across all queues.
+        await channel.set_qos(prefetch_count=self.concurrency, global_=True)
+        for name in self.queues:
+            queue = await channel.get_queue(name, ensure=False)
+            tag = await queue.consume(functools.partial(self._on_message, queue=name))
+            self._consumers.append((queue, tag))
+        log.info(
+            "worker %s consuming %s from %s with concurrency %d",
+            self.hostname,
+            ", ".join(self.queues),
+            settings.safe_broker_url,
+            self.concurrency,
+        )
+
+    async def shutdown(self) -> None:
+        """Stop consuming, let running tasks finish within the grace period, requeue the rest."""
+        for queue, tag in self._consumers:
+            try:
+                await queue.cancel(tag)
+            except Exception:  # the channel may already be gone; unacked messages return anyway
+                log.debug("could not cancel consumer %s", tag, exc_info=True)
+        self._consumers.clear()
+        await self._wait_for_running()
+        await self._requeue({t for t in self._running if not t.done()})
+        if self._connection is not None:
+            await self._connection.close()
+        await self._client.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("worker %s stopped", self.hostname)
+
+    async def _wait_for_running(self) -> None:
+        """Wait for running tasks until they finish, the grace period ends, or a forced stop."""
+        pending = set(self._running)
+        if not pending or self._force.is_set():
+            return
+        log.info("waiting up to %ss for %d running task(s)", self.grace_period, len(pending))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace_period
+        forced = asyncio.ensure_future(self._force.wait())
+        while pending and not forced.done() and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(
+                [*pending, forced], timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            pending = {t for t in pending if not t.done()}
+        forced.cancel()
+
+    async def _requeue(self, unfinished: set[asyncio.Task[None]]) -> None:
+        if not unfinished:
+            return
+        messages = [self._running[t] for t in unfinished]
+        self.abandoned = sum(1 for t in unfinished if getattr(t, "taskcore_in_thread", False))
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        for message in messages:
+            try:
+                await message.nack(requeue=True)
+            except Exception:  # closing the channel requeues it just the same
+                log.debug("could not requeue %s", message.message_id, exc_info=True)
+        log.warning("requeued %d unfinished task(s) at shutdown", len(messages))
+
+    # -- one message ------------------------------------------------------
+
+    async def _on_message(self, message: AbstractIncomingMessage, queue: str) -> None:
+        task = asyncio.create_task(self._process(message, queue))
+        self._running[task] = message
+        task.add_done_callback(self._running.pop)
+
+    async def _process(self, message: AbstractIncomingMessage, queue: str) -> None:
+        try:
+            call = decode(message, queue)
+        except DecodeError as exc:
+            await self._dead(message, queue, "undecodable", exc)
+            return
+        task = self.app.tasks.get(call.task)
+        if task is None:
+            error = UnknownTask(f"no task named {call.task!r} is registered in this worker")
+            await self._dead(message, queue, "unknown-task", error)
+            return
+        try:
+            task.check_arguments(call.args, call.kwargs)
+        except TypeError as exc:
+            await self._dead(message, queue, "invalid-arguments", exc)
+            return
+
+        started = time.monotonic()
+        try:
+            await self._call(task, call)
+        except Retry as request:
+            await self._retry(message, call, task, request.countdown, request.exc or request)
+        except Reject as exc:
+            await self._dead(message, queue, "rejected", exc)
+        except Exception as exc:
+            if isinstance(exc, task.retry.autoretry_for):
+                await self._retry(message, call, task, None, exc)
+            else:
+                log.error("task %s[%s] failed: %r", call.task, call.id, exc)
+                await self._dead(message, queue, "failed", exc)
+        else:
+            await self._settle(message, "ack")
+            log.info(
+                "task %s[%s] succeeded in %.3fs", call.task, call.id, time.monotonic() - started
+            )
+
+    async def _call(self, task: Task, call: TaskMessage) -> Any:
+        if task.is_async:
+            return await task.fn(*call.args, **call.kwargs)
+        current = asyncio.current_task()
+        current.taskcore_in_thread = True  # type: ignore[union-attr]
+        context = contextvars.copy_context()
+        function = functools.partial(context.run, task.fn, *call.args, **call.kwargs)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+        finally:
+            current.taskcore_in_thread = False  # type: ignore[union-attr]
+
+    async def _retry(
+        self,
+        message: AbstractIncomingMessage,
+        call: TaskMessage,
+        task: Task,
+        countdown: float | None,
+        error: BaseException,
+    ) -> None:
+        if call.retries >= task.retry.max_retries:
+            await self._dead(message, call.queue, "max-retries-exceeded", error)
+            return
+        delay = countdown if countdown is not None else task.retry.delay(call.retries)
+        headers = republish_headers(
+            message, **{H_RETRIES: call.retries + 1, H_ETA: time.time() + delay}
+        )
+        exchange, routing_key = self.app.address(call.queue, delay)
+        envelope = Envelope(exchange, routing_key, message.body, properties_for(message, headers))
+        if await self._publish(envelope, message):
+            log.warning(
+                "task %s[%s] retry %d/%d in %.2fs: %r",
+                call.task,
+                call.id,
+                call.retries + 1,
+                task.retry.max_retries,
+                delay,
+                error,
+            )
+            await self._settle(message, "ack")
+
+    async def _dead(
+        self, message: AbstractIncomingMessage, queue: str, reason: str, error: BaseException
+    ) -> None:
+        headers = dead_letter_headers(
+            message, reason=reason, error=error, queue=queue, worker=self.hostname
+        )
+        envelope = Envelope(
+            self.app.topology.dead_exchange,
+            dead_queue(queue),
+            message.body,
+            properties_for(message, headers),
+        )
+        if await self._publish(envelope, message):
+            log.warning(
+                "message %s (%s) dead-lettered to %s: %s: %s",
+                message.message_id,
+                message.type,
+                dead_queue(queue),
+                reason,
+                error,
+            )
+            await self._settle(message, "ack")
+
+    async def _publish(self, envelope: Envelope, message: AbstractIncomingMessage) -> bool:
+        """Publish a retry or dead letter; on failure give the message back to the broker."""
+        try:
+            await self._client.publish([envelope])
+            return True
+        except PublishError as exc:
+            log.error("could not settle message %s: %s; requeueing it", message.message_id, exc)
+            await asyncio.sleep(1.0)  # do not spin on a broker that keeps refusing
+            await self._settle(message, "requeue")
+            return False
+
+    async def _settle(self, message: AbstractIncomingMessage, how: str) -> None:
+        try:
+            if how == "ack":
+                await message.ack()
+            else:
+                await message.nack(requeue=True)
+        except Exception as exc:  # the channel died: the broker redelivers the message
+            log.warning(
+                "could not %s message %s (%s); the broker will deliver it again",
+                how,
+                message.message_id,
+                exc,
+            )

@@ -1,0 +1,20 @@
+"""The Flask web application (application factory)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the Flask app; ``config`` overrides settings (tests use it)."""
+    app = Flask(__name__)
+    app.config.from_prefixed_env("WEBAPP")
+    if config:
+        app.config.update(config)
+
+    from .api import api
+
+    app.register_blueprint(api)
+    return app

@@ -1,0 +1,44 @@
+"""The web app's TaskApp and example tasks (``taskcore worker -A webapp.tasks:app``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from taskcore import Retry, TaskApp
+
+app = TaskApp("webapp")
+log = logging.getLogger(__name__)
+
+
+@app.task
+def add(a: float, b: float) -> float:
+    """Add two numbers: the smallest possible task."""
+    return a + b
+
+
+@app.task
+async def ping() -> str:
+    """An async task: runs on the worker's event loop."""
+    await asyncio.sleep(0)
+    return "pong"
+
+
+@app.task(max_retries=4, retry_backoff=1.0, autoretry_for=(ConnectionError,))
+def flaky(chance_of_failure: float = 0.5) -> str:
+    """Fails with ConnectionError now and then; retried with exponential backoff."""
+    if random.random() < chance_of_failure:
+        raise ConnectionError("the remote end hung up (on purpose)")
+    return "made it"
+
+
+@app.task(max_retries=2)
+def wait_for(seconds: float) -> float:
+    """Sleep (in a worker thread); asks for a retry in 1 s if told to wait a negative time."""
+    import time
+
+    if seconds < 0:
+        raise Retry(countdown=1)
+    time.sleep(seconds)
+    return seconds

@@ -1,0 +1,1 @@
+"""The ``taskcore`` command line and the process management behind ``taskcore worker``."""

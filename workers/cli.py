@@ -1,0 +1,85 @@
+"""The ``taskcore`` command line."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import click
+
+from .loading import load_app
+
+APP_OPTION = click.option(
+    "-A",
+    "--app",
+    "app_spec",
+    envvar="TASKCORE_APP",
+    metavar="MODULE:APP",
+    help="The TaskApp to use, e.g. webapp.tasks:app (or set TASKCORE_APP).",
+)
+
+
+@click.group()
+@click.option(
+    "--loglevel",
+    "-l",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+def cli(loglevel: str) -> None:
+    """taskcore: background tasks on RabbitMQ."""
+    logging.basicConfig(
+        level=loglevel.upper(),
+        format="%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s",
+    )
+
+
+@cli.command()
+@APP_OPTION
+@click.option(
+    "-Q",
+    "--queues",
+    default=None,
+    metavar="Q1,Q2",
+    help="Comma-separated queues to consume (default: the app's default queue).",
+)
+@click.option("-c", "--concurrency", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--grace-period",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds running tasks may take to finish after SIGTERM before they are requeued.",
+)
+@click.option(
+    "-n", "--hostname", default=None, help="Worker name; %h is replaced by the host name."
+)
+def worker(
+    app_spec: str | None,
+    queues: str | None,
+    concurrency: int,
+    grace_period: float,
+    hostname: str | None,
+) -> None:
+    """Consume queues and run their tasks until SIGTERM."""
+    from .run_worker import run_worker
+
+    app = load_app(app_spec)
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    if hostname:
+        hostname = hostname.replace("%h", socket.gethostname())
+    raise SystemExit(
+        run_worker(
+            app,
+            names or [app.settings.default_queue],
+            concurrency=concurrency,
+            grace_period=grace_period,
+            hostname=hostname,
+        )
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="taskcore")

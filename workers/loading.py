@@ -1,0 +1,33 @@
+"""Find the TaskApp a command works on: ``-A package.module:app`` or ``TASKCORE_APP``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from taskcore import TaskApp
+
+
+def load_app(spec: str | None) -> TaskApp:
+    """Import ``module:attribute`` (attribute defaults to ``app``) and return the TaskApp there."""
+    spec = spec or os.environ.get("TASKCORE_APP")
+    if not spec:
+        raise click.UsageError("say which app to use: -A package.module:app (or set TASKCORE_APP)")
+    module_name, _, attribute = spec.partition(":")
+    attribute = attribute or "app"
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`, find modules in the current directory
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.UsageError(f"cannot import {module_name!r} (from -A {spec}): {exc}") from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, TaskApp):
+        found = "nothing" if app is None else type(app).__name__
+        raise click.UsageError(
+            f"{spec}: expected a TaskApp at {module_name}.{attribute}, found {found}"
+        )
+    return app

@@ -1,0 +1,56 @@
+"""Run one worker process: signals, the event loop, and a clean exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from taskcore import TaskApp
+from taskcore.worker import Worker
+
+log = logging.getLogger("taskcore.worker")
+
+
+def run_worker(
+    app: TaskApp,
+    queues: Sequence[str],
+    *,
+    concurrency: int,
+    grace_period: float,
+    hostname: str | None,
+) -> int:
+    """Run a worker until SIGTERM/SIGINT; returns the process exit code.
+
+    The first signal stops consuming and lets running tasks finish within
+    ``grace_period``; a second one stops at once. Unfinished messages are
+    requeued, never lost.
+    """
+    worker = Worker(
+        app, queues, concurrency=concurrency, grace_period=grace_period, hostname=hostname
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _on_signal, worker, sig)
+        await worker.run()
+
+    asyncio.run(main())
+    if worker.abandoned:
+        # Threads running sync tasks cannot be interrupted and would keep the
+        # interpreter alive; their messages are already back in the queue.
+        log.warning("exiting with %d task thread(s) still running", worker.abandoned)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
+
+
+def _on_signal(worker: Worker, sig: signal.Signals) -> None:
+    log.info("received %s: %s", sig.name, "stopping now" if worker.stopping else "draining")
+    worker.request_stop()
