@@ -31,6 +31,13 @@ class TaskApp:
         self.tasks: dict[str, Task] = {}
         self._publisher = SyncPublisher(self.settings, self.topology)
 
+    def configure(self, **settings: Any) -> None:
+        """Change settings after creation (e.g. from a Flask app's config); reconnects lazily."""
+        self._publisher.close()
+        self.settings = Settings.from_env(**{**_explicit(self.settings), **settings})
+        self.topology = Topology(self.settings.namespace)
+        self._publisher = SyncPublisher(self.settings, self.topology)
+
     def __repr__(self) -> str:
         return f"<TaskApp {self.name} {self.settings.safe_broker_url}>"
 
@@ -142,3 +149,7 @@ class TaskApp:
     def close(self) -> None:
         """Close this process's broker connection (reopened on the next publish)."""
         self._publisher.close()
+
+
+def _explicit(settings: Settings) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in settings.__dataclass_fields__}

@@ -26,8 +26,10 @@ from .errors import ConfigurationError
 #: Resolution of a delay, in seconds. Finer than one second so that retry
 #: backoff with jitter arrives when asked (level 0 waits 100 ms).
 UNIT = 0.1
-#: Number of levels: 2**32 units of 100 ms is about 13.6 years.
-LEVELS = 32
+#: Number of levels. The top level's TTL (2**25 units, 38.8 days) stays below
+#: 2**32 ms, the longest timer RabbitMQ is documented to keep; a delay may be
+#: up to 2**26 - 1 units, about 77 days.
+LEVELS = 26
 MAX_DELAY = (2**LEVELS - 1) * UNIT
 
 

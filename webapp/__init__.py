@@ -14,6 +14,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if config:
         app.config.update(config)
 
+    from .tasks import app as task_app
+
+    # TASKCORE_* keys in the Flask config (e.g. TASKCORE_BROKER_URL) override the environment.
+    overrides = {
+        key.removeprefix("TASKCORE_").lower(): value
+        for key, value in app.config.items()
+        if key.startswith("TASKCORE_")
+    }
+    if overrides:
+        task_app.configure(**overrides)
+    app.extensions["taskcore"] = task_app
+
     from .api import api
 
     app.register_blueprint(api)

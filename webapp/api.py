@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate
 
 from taskcore import ConfigurationError, EncodeError, PublishError
-
-from .tasks import app as task_app
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
@@ -39,6 +37,7 @@ def send_task() -> Any:
         data = SendTaskSchema().load(body)
     except ValidationError as exc:
         return error(400, "invalid request body", fields=exc.messages)
+    task_app = current_app.extensions["taskcore"]
     task = task_app.tasks.get(data["task"])
     if task is None:
         return error(404, f"no task named {data['task']!r}", known=sorted(task_app.tasks))

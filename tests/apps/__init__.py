@@ -1,0 +1,1 @@
+"""Task modules the tests start real workers on."""

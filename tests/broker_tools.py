@@ -1,0 +1,133 @@
+"""Test helpers that talk to the real RabbitMQ: per-test vhosts and queue inspection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aio_pika
+from pamqp.commands import Basic
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Run rabbitmqctl and return its output; raise with its message if it fails."""
+    done = subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
+    return done.stdout
+
+
+def create_vhost() -> str:
+    """A fresh vhost the guest user may use."""
+    name = f"taskcore-test-{uuid.uuid4().hex[:10]}"
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    return name
+
+
+def broker_url(vhost: str, password: str = "guest") -> str:
+    return f"amqp://guest:{password}@127.0.0.1:5672/{quote(vhost, safe='')}"
+
+
+@dataclass
+class Got:
+    """A message read from a queue with basic.get."""
+
+    body: bytes
+    headers: dict[str, Any]
+    message_id: str | None
+    type: str | None
+    delivery_mode: int | None
+    content_type: str | None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Probe:
+    """Synchronous look into a vhost: queue depths, reading and publishing raw messages."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _run(self, coro_fn: Any) -> Any:
+        async def main() -> Any:
+            connection = await aio_pika.connect(self.url)
+            try:
+                channel = await connection.channel()
+                return await coro_fn(channel)
+            finally:
+                await connection.close()
+
+        return asyncio.run(main())
+
+    def depth(self, queue: str) -> int:
+        """Messages ready in ``queue`` (not counting unacknowledged ones)."""
+
+        async def go(channel: Any) -> int:
+            declared = await channel.declare_queue(queue, passive=True)
+            return declared.declaration_result.message_count
+
+        return self._run(go)
+
+    def wait_depth(self, queue: str, expected: int, timeout: float = 10.0) -> int:
+        """Poll until ``queue`` holds ``expected`` ready messages; return the last depth seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.depth(queue)
+            if seen == expected or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.1)
+
+    def get_all(self, queue: str) -> list[Got]:
+        """Take every ready message out of ``queue``."""
+
+        async def go(channel: Any) -> list[Got]:
+            declared = await channel.declare_queue(queue, passive=True)
+            found: list[Got] = []
+            while (message := await declared.get(no_ack=True, fail=False)) is not None:
+                found.append(
+                    Got(
+                        message.body,
+                        dict(message.headers or {}),
+                        message.message_id,
+                        message.type,
+                        int(message.delivery_mode) if message.delivery_mode else None,
+                        message.content_type,
+                    )
+                )
+            return found
+
+        return self._run(go)
+
+    def publish_raw(self, exchange: str, routing_key: str, body: bytes, **properties: Any) -> None:
+        """Publish bytes as they are, with confirm, bypassing taskcore."""
+
+        async def go(channel: Any) -> None:
+            raw = await channel.get_underlay_channel()
+            await raw.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=Basic.Properties(delivery_mode=2, **properties),
+            )
+
+        self._run(go)
+
+    def queue_arguments(self, vhost: str) -> dict[str, dict[str, Any]]:
+        """Every queue of ``vhost`` with its durable flag and arguments, as the broker sees them."""
+        out = rabbitmqctl(
+            "list_queues", "-p", vhost, "name", "durable", "arguments", "--formatter", "json", "-q"
+        )
+        rows = json.loads(out or "[]")
+        for row in rows:  # arguments come as [name, type, value] triples
+            row["arguments"] = {name: value for name, _, value in row["arguments"]}
+        return {row["name"]: row for row in rows}

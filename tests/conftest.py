@@ -1,0 +1,147 @@
+"""Fixtures: a RabbitMQ vhost, a Redis key prefix and real worker processes per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from taskcore import TaskApp
+
+from .broker_tools import Probe, broker_url, create_vhost, rabbitmqctl
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def vhost() -> Iterator[str]:
+    """A RabbitMQ vhost of this test's own, deleted afterwards with everything in it."""
+    name = create_vhost()
+    yield name
+    rabbitmqctl("delete_vhost", name)
+
+
+@pytest.fixture
+def amqp_url(vhost: str) -> str:
+    return broker_url(vhost)
+
+
+@pytest.fixture
+def probe(amqp_url: str) -> Probe:
+    return Probe(amqp_url)
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"taskcore-test:{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def rdb() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def task_env(amqp_url: str, redis_prefix: str) -> dict[str, str]:
+    """Environment that points a TaskApp (here or in a worker process) at this test's vhost."""
+    return {
+        "TASKCORE_BROKER_URL": amqp_url,
+        "TEST_REDIS_URL": REDIS_URL,
+        "TEST_KEY_PREFIX": redis_prefix,
+    }
+
+
+@pytest.fixture
+def app_from(task_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Import a tests.apps module with this test's environment and return its TaskApp."""
+    import importlib
+
+    for key, value in task_env.items():
+        monkeypatch.setenv(key, value)
+    loaded: list[TaskApp] = []
+
+    def load(module: str) -> TaskApp:
+        mod = importlib.reload(importlib.import_module(f"tests.apps.{module}"))
+        loaded.append(mod.app)
+        return mod.app
+
+    yield load
+    for app in loaded:
+        app.close()
+
+
+class WorkerProcess:
+    """A `taskcore worker` started as a real subprocess."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "workers", *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_output(self, text: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.output}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker never printed {text!r}:\n{self.output}")
+            time.sleep(0.05)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(task_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+    """Start `taskcore worker -A tests.apps.<module>:app ...`; returns once it consumes."""
+    started: list[WorkerProcess] = []
+
+    def start(module: str, *options: str, wait: bool = True) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        args = ["--loglevel", "info", "worker", "-A", f"tests.apps.{module}:app", *options]
+        worker = WorkerProcess(args, task_env, log_path)
+        started.append(worker)
+        if wait:
+            worker.wait_for_output("consuming")
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

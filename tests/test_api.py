@@ -1,0 +1,60 @@
+"""The JSON API for sending tasks: good requests are queued, bad ones get a clear 4xx/503."""
+
+from __future__ import annotations
+
+import pytest
+
+from webapp import create_app
+
+from .broker_tools import Probe
+
+
+@pytest.fixture
+def client(amqp_url: str):
+    app = create_app({"TESTING": True, "TASKCORE_BROKER_URL": amqp_url})
+    yield app.test_client()
+    app.extensions["taskcore"].close()
+
+
+def test_post_a_task_queues_it(client, probe: Probe) -> None:
+    response = client.post("/api/tasks", json={"task": "webapp.tasks.add", "args": [2, 3]})
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["task"] == "webapp.tasks.add" and body["queue"] == "default"
+    (got,) = probe.get_all("default")
+    assert got.message_id == body["id"]
+    assert got.json() == {"args": [2, 3], "kwargs": {}}
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "says"),
+    [
+        ("not json at all", 400, "send a JSON object"),
+        ([1, 2], 400, "send a JSON object"),
+        ({"args": [1]}, 400, "invalid request body"),
+        ({"task": "webapp.tasks.add", "args": "1,2"}, 400, "invalid request body"),
+        ({"task": "webapp.tasks.add", "countdown": -1}, 400, "invalid request body"),
+        ({"task": "os.system", "args": ["rm -rf /"]}, 404, "no task named 'os.system'"),
+        ({"task": "webapp.tasks.add", "args": [1]}, 400, "missing a required argument"),
+        ({"task": "webapp.tasks.add", "args": [1, 2], "queue": "a b"}, 400, "invalid queue name"),
+    ],
+)
+def test_bad_requests_get_a_clear_error(client, probe: Probe, payload, status, says) -> None:
+    if isinstance(payload, str):
+        response = client.post("/api/tasks", data=payload, content_type="application/json")
+    else:
+        response = client.post("/api/tasks", json=payload)
+    assert response.status_code == status
+    assert says in response.get_json()["error"] + str(response.get_json().get("fields", ""))
+
+
+def test_broker_down_is_a_503() -> None:
+    app = create_app({"TESTING": True, "TASKCORE_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/"})
+    try:
+        response = app.test_client().post(
+            "/api/tasks", json={"task": "webapp.tasks.add", "args": [1, 2]}
+        )
+        assert response.status_code == 503
+        assert "amqp://guest@127.0.0.1:1/" in response.get_json()["error"]
+    finally:
+        app.extensions["taskcore"].close()

@@ -1,0 +1,156 @@
+"""Publishing against the real broker: topology, confirms, errors, batches, fork and reconnect."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+
+import pytest
+
+from taskcore import ConfigurationError, EncodeError, PublishError, TaskApp
+from taskcore.delays import LEVELS
+
+from .broker_tools import Probe, rabbitmqctl
+
+
+def test_delay_returns_after_the_message_is_in_its_queue(app_from, probe: Probe) -> None:
+    app = app_from("basic")
+    handle = app.tasks["tests.apps.basic.note"].delay("hello")
+    assert handle.queue == "work"
+    assert probe.depth("work") == 1  # confirmed means queued: no waiting needed
+    (got,) = probe.get_all("work")
+    assert got.message_id == handle.id
+    assert got.type == "tests.apps.basic.note"
+    assert got.delivery_mode == 2  # persistent
+    assert got.content_type == "application/json"
+    assert got.json() == {"args": ["hello"], "kwargs": {}}
+    assert got.headers["x-taskcore-retries"] == 0
+
+
+def test_topology_is_declared_durable_and_idempotently(app_from, vhost: str, probe) -> None:
+    app = app_from("basic")
+    note = app.tasks["tests.apps.basic.note"]
+    note.delay("a")
+    app.close()
+    note.delay("b")  # a new connection declares everything again, without error
+    queues = probe.queue_arguments(vhost)
+    assert queues["work"]["durable"] is True
+    assert queues["work"]["arguments"]["x-dead-letter-exchange"] == "taskcore.dead"
+    assert queues["work"]["arguments"]["x-dead-letter-routing-key"] == "work.dead"
+    assert queues["work.dead"]["durable"] is True
+    levels = [name for name in queues if name.startswith("taskcore.delay.")]
+    assert len(levels) == LEVELS
+    assert queues["taskcore.delay.03"]["arguments"]["x-message-ttl"] == 800
+    assert probe.depth("work") == 2
+
+
+def test_map_publishes_every_call_under_one_wait(app_from, probe: Probe) -> None:
+    app = app_from("basic")
+    handles = app.tasks["tests.apps.basic.two_args"].map([(i, i) for i in range(500)])
+    assert len({h.id for h in handles}) == 500
+    assert probe.depth("work") == 500
+    bodies = sorted(got.json()["args"][0] for got in probe.get_all("work"))
+    assert bodies == list(range(500))
+
+
+def test_arguments_are_checked_before_sending(app_from, probe: Probe) -> None:
+    app = app_from("basic")
+    two_args = app.tasks["tests.apps.basic.two_args"]
+    with pytest.raises(TypeError, match="two_args: missing a required argument: 'b'"):
+        two_args.delay(1)
+    with pytest.raises(EncodeError, match="must be JSON"):
+        two_args.delay(1, object())
+    with pytest.raises(EncodeError):
+        two_args.delay(1, float("nan"))
+    with pytest.raises(ConfigurationError, match="invalid queue name"):
+        two_args.apply_async((1, 2), queue="no spaces please")
+    with pytest.raises(ConfigurationError, match="countdown or eta"):
+        two_args.apply_async((1, 2), countdown=1, eta=datetime.now())
+    two_args.delay(1, 2)
+    assert [got.json()["args"] for got in probe.get_all("work")] == [[1, 2]]  # only the valid one
+
+
+def test_unreachable_broker_raises_publish_error_without_the_password() -> None:
+    app = TaskApp(broker_url="amqp://guest:s3cret@127.0.0.1:1/", connect_timeout=2)
+
+    @app.task
+    def nothing() -> None: ...
+
+    started = time.monotonic()
+    with pytest.raises(PublishError) as caught:
+        nothing.delay()
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "amqp://guest@127.0.0.1:1/" in message
+    assert "s3cret" not in message
+    app.close()
+
+
+def test_wrong_credentials_raise_publish_error(vhost: str) -> None:
+    from .broker_tools import broker_url
+
+    app = TaskApp(broker_url=broker_url(vhost, password="wrong"))
+
+    @app.task
+    def nothing() -> None: ...
+
+    with pytest.raises(PublishError, match="cannot reach the broker"):
+        nothing.delay()
+    app.close()
+
+
+def test_publisher_reconnects_after_the_broker_drops_the_connection(
+    app_from, vhost: str, probe: Probe
+) -> None:
+    app = app_from("basic")
+    note = app.tasks["tests.apps.basic.note"]
+    note.delay("before")
+    rabbitmqctl("close_all_connections", "-p", vhost, "test drops the connection")
+    time.sleep(0.5)
+    note.delay("after")
+    assert probe.depth("work") == 2
+
+
+def test_publishing_works_in_a_forked_child(app_from, probe: Probe) -> None:
+    app = app_from("basic")
+    note = app.tasks["tests.apps.basic.note"]
+    note.delay("parent-before")
+    pid = os.fork()
+    if pid == 0:  # the child: publish through the inherited app, report by exit code
+        code = 1
+        try:
+            note.delay("child")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    note.delay("parent-after")
+    tags = sorted(got.json()["args"][0] for got in probe.get_all("work"))
+    assert tags == ["child", "parent-after", "parent-before"]
+
+
+def test_countdown_goes_through_the_delay_cascade(app_from, probe: Probe) -> None:
+    app = app_from("basic")
+    app.tasks["tests.apps.basic.note"].apply_async(("later",), countdown=1.5)
+    assert probe.depth("work") == 0
+    assert probe.wait_depth("work", 1, timeout=5) == 1
+    (got,) = probe.get_all("work")
+    assert got.json()["args"] == ["later"]
+    assert "x-taskcore-eta" in got.headers
+
+
+def test_send_task_by_name_uses_routes(task_env, monkeypatch, probe: Probe) -> None:
+    for key, value in task_env.items():
+        monkeypatch.setenv(key, value)
+    app = TaskApp(routes={"reports.*": "reports"})
+    try:
+        handle = app.send_task("reports.export", [1], {"format": "csv"})
+        assert handle.queue == "reports"
+        (got,) = probe.get_all("reports")
+        assert got.type == "reports.export"
+        assert json.loads(got.body) == {"args": [1], "kwargs": {"format": "csv"}}
+    finally:
+        app.close()

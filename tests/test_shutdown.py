@@ -1,0 +1,79 @@
+"""Crashes and stops: a killed worker loses nothing, a terminated one drains or requeues."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from .broker_tools import Probe
+from .worker_log import events, wait_events
+
+T = "tests.apps.basic."
+
+
+def test_sigkill_mid_task_leaves_the_message_for_the_next_worker(
+    app_from, start_worker, rdb, redis_prefix, probe: Probe
+) -> None:
+    app = app_from("basic")
+    first = start_worker("basic", "-Q", "work")
+    app.tasks[T + "sleeper"].delay(2.0, "k")
+    wait_events(rdb, redis_prefix, "start", 1)
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    assert probe.wait_depth("work", 1) == 1  # back in the queue, not lost
+    start_worker("basic", "-Q", "work")
+    wait_events(rdb, redis_prefix, "finish", 1)
+    assert len(events(rdb, redis_prefix, "start")) == 2  # at-least-once: it ran again
+    assert probe.wait_depth("work", 0) == 0
+
+
+def test_sigterm_lets_running_tasks_finish_and_exits_zero(
+    app_from, start_worker, rdb, redis_prefix, probe: Probe
+) -> None:
+    app = app_from("basic")
+    worker = start_worker("basic", "-Q", "work", "--concurrency", "2")
+    sleeper = app.tasks[T + "sleeper"]
+    sleeper.delay(1.0, "a")
+    sleeper.delay(1.0, "b")
+    wait_events(rdb, redis_prefix, "start", 2)
+    sleeper.delay(1.0, "queued")  # prefetch is full: stays in the queue
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    assert sorted(e["tag"] for e in events(rdb, redis_prefix, "finish")) == ["a", "b"]
+    assert probe.depth("work") == 1
+    (left,) = probe.get_all("work")
+    assert left.json()["args"] == [1.0, "queued"]
+
+
+def test_sigterm_requeues_tasks_that_outlive_the_grace_period(
+    app_from, start_worker, rdb, redis_prefix, probe: Probe
+) -> None:
+    app = app_from("basic")
+    worker = start_worker("basic", "-Q", "work", "--grace-period", "0.5")
+    app.tasks[T + "sleeper"].delay(30.0, "long")
+    app.tasks[T + "note_async"].delay("quick")
+    wait_events(rdb, redis_prefix, "start", 1)
+    wait_events(rdb, redis_prefix, "note_async", 1)
+    stopped = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    assert time.monotonic() - stopped < 5
+    assert "requeued 1 unfinished task(s)" in worker.output
+    assert probe.wait_depth("work", 1) == 1
+    assert events(rdb, redis_prefix, "finish") == []
+
+
+def test_a_second_sigterm_stops_without_waiting(
+    app_from, start_worker, rdb, redis_prefix, probe: Probe
+) -> None:
+    app = app_from("basic")
+    worker = start_worker("basic", "-Q", "work", "--grace-period", "60")
+    app.tasks[T + "sleeper"].delay(30.0, "long")
+    wait_events(rdb, redis_prefix, "start", 1)
+    worker.signal(signal.SIGTERM)
+    worker.wait_for_output("waiting up to")
+    stopped = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    assert time.monotonic() - stopped < 5
+    assert probe.wait_depth("work", 1) == 1
