@@ -9,6 +9,7 @@ unacknowledged, and the broker delivers it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
@@ -20,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-from .broker import BrokerClient
+from .broker import CONNECTION_ERRORS, BrokerClient
 from .dead_letters import dead_letter_headers
 from .errors import DecodeError, PublishError, Reject, Retry
 from .message import H_ETA, H_RETRIES, Envelope, TaskMessage, decode, republish_headers
@@ -73,19 +74,21 @@ class Worker:
         self.abandoned = 0
         self._client = BrokerClient(app.settings, app.topology)
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="taskcore-task")
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractConnection | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._running: dict[asyncio.Task[None], AbstractIncomingMessage] = {}
         self._stop = asyncio.Event()
+        self._lost = asyncio.Event()
         self._force = asyncio.Event()
 
     # -- life cycle -------------------------------------------------------
 
     async def run(self) -> None:
-        """Start consuming and run until ``request_stop()``; then shut down gracefully."""
+        """Consume until ``request_stop()``, reconnecting when the broker drops the connection."""
         await self.start()
         try:
-            await self._stop.wait()
+            while await self._wait_for_stop_or_lost_connection() == "lost":
+                await self._reconnect()
         finally:
             await self.shutdown()
 
@@ -104,10 +107,11 @@ class Worker:
         """Connect, declare the topology, and start consuming."""
         settings = self.app.settings
         await self._client.ensure_queues(self.queues)
-        self._connection = await aio_pika.connect_robust(
-            settings.broker_url, timeout=settings.connect_timeout
-        )
-        channel = await self._connection.channel()
+        self._lost.clear()
+        connection = await aio_pika.connect(settings.broker_url, timeout=settings.connect_timeout)
+        connection.close_callbacks.add(self._on_connection_closed)
+        self._connection = connection
+        channel = await connection.channel()
         # Channel-wide ("global") prefetch: the bound holds across all queues.
         await channel.set_qos(prefetch_count=self.concurrency, global_=True)
         for name in self.queues:
@@ -122,6 +126,40 @@ class Worker:
             self.concurrency,
         )
 
+    def _on_connection_closed(self, _sender: object, exc: BaseException | None) -> None:
+        if not self._stop.is_set():
+            log.warning("lost the broker connection (%s); reconnecting", exc)
+            self._lost.set()
+
+    async def _wait_for_stop_or_lost_connection(self) -> str:
+        waiters = {
+            asyncio.ensure_future(self._stop.wait()),
+            asyncio.ensure_future(self._lost.wait()),
+        }
+        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+        return "stop" if self._stop.is_set() else "lost"
+
+    async def _reconnect(self) -> None:
+        """Reconnect with capped exponential backoff until it works or a stop is requested.
+
+        Tasks still running from the old connection finish, but their messages
+        can no longer be acknowledged: the broker delivers them again.
+        """
+        self._consumers.clear()
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                await self.start()
+                log.info("worker %s reconnected", self.hostname)
+                return
+            except (*CONNECTION_ERRORS, PublishError, TimeoutError) as exc:
+                log.warning("reconnect failed (%s); next try in %.1fs", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, 10.0)
+
     async def shutdown(self) -> None:
         """Stop consuming, let running tasks finish within the grace period, requeue the rest."""
         for queue, tag in self._consumers:
@@ -132,7 +170,7 @@ class Worker:
         self._consumers.clear()
         await self._wait_for_running()
         await self._requeue({t for t in self._running if not t.done()})
-        if self._connection is not None:
+        if self._connection is not None and not self._connection.is_closed:
             await self._connection.close()
         await self._client.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

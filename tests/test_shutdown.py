@@ -77,3 +77,19 @@ def test_a_second_sigterm_stops_without_waiting(
     assert worker.wait(15) == 0
     assert time.monotonic() - stopped < 5
     assert probe.wait_depth("work", 1) == 1
+
+
+def test_worker_resumes_consuming_after_the_broker_drops_its_connections(
+    app_from, start_worker, rdb, redis_prefix, vhost: str
+) -> None:
+    from .broker_tools import rabbitmqctl
+
+    app = app_from("basic")
+    worker = start_worker("basic", "-Q", "work")
+    app.tasks[T + "note"].delay("before")
+    wait_events(rdb, redis_prefix, "note", 1)
+    rabbitmqctl("close_all_connections", "-p", vhost, "test drops every connection")
+    app.tasks[T + "note"].delay("after")
+    notes = wait_events(rdb, redis_prefix, "note", 2, timeout=30)
+    assert [n["tag"] for n in notes] == ["before", "after"]
+    assert worker.proc.poll() is None
