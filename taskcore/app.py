@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -10,9 +11,11 @@ from typing import Any, overload
 
 from . import delays
 from .errors import ConfigurationError
-from .message import Envelope, TaskMessage, new_task_id
+from .message import H_IDEMPOTENCY_KEY, Envelope, TaskMessage, new_task_id
 from .publisher import SyncPublisher
+from .results import ResultStore, TaskStatus
 from .settings import Settings
+from .states import State
 from .task import RetryPolicy, Task, TaskHandle, _delay_seconds
 from .topology import Topology, check_queue_name
 
@@ -27,15 +30,16 @@ class TaskApp:
     def __init__(self, name: str = "taskcore", **settings: Any) -> None:
         self.name = name
         self.settings = Settings.from_env(**settings)
-        self.topology = Topology(self.settings.namespace)
+        self.topology = Topology(self.settings.namespace, self.settings.queues)
         self.tasks: dict[str, Task] = {}
         self._publisher = SyncPublisher(self.settings, self.topology)
+        self._results: ResultStore | None = None
 
     def configure(self, **settings: Any) -> None:
         """Change settings after creation (e.g. from a Flask app's config); reconnects lazily."""
-        self._publisher.close()
+        self.close()
         self.settings = Settings.from_env(**{**_explicit(self.settings), **settings})
-        self.topology = Topology(self.settings.namespace)
+        self.topology = Topology(self.settings.namespace, self.settings.queues)
         self._publisher = SyncPublisher(self.settings, self.topology)
 
     def __repr__(self) -> str:
@@ -55,6 +59,12 @@ class TaskApp:
         retry_backoff_max: float = 600.0,
         retry_jitter: bool = True,
         autoretry_for: tuple[type[BaseException], ...] = (),
+        priority: int | None = None,
+        ignore_result: bool = False,
+        soft_time_limit: float | None = None,
+        time_limit: float | None = None,
+        idempotency_key: Callable[..., str] | None = None,
+        idempotency_window: float | None = None,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -69,6 +79,12 @@ class TaskApp:
         *,
         name: str | None = None,
         queue: str | None = None,
+        priority: int | None = None,
+        ignore_result: bool = False,
+        soft_time_limit: float | None = None,
+        time_limit: float | None = None,
+        idempotency_key: Callable[..., str] | None = None,
+        idempotency_window: float | None = None,
         **retry_options: Any,
     ) -> Task:
         if not callable(fn):
@@ -80,7 +96,19 @@ class TaskApp:
         task_name = name or f"{fn.__module__}.{fn.__qualname__}"
         if task_name in self.tasks and self.tasks[task_name].fn is not fn:
             raise ConfigurationError(f"a different task is already registered as {task_name!r}")
-        task = Task(self, fn, name=task_name, queue=queue, retry=retry)
+        task = Task(
+            self,
+            fn,
+            name=task_name,
+            queue=queue,
+            retry=retry,
+            priority=priority,
+            ignore_result=ignore_result,
+            soft_time_limit=soft_time_limit,
+            time_limit=time_limit,
+            idempotency_key=idempotency_key,
+            idempotency_window=idempotency_window,
+        )
         self.tasks[task_name] = task
         return task
 
@@ -124,7 +152,7 @@ class TaskApp:
         if delay:
             message.eta = time.time() + delay
         self.publish([(message, delay)])
-        return TaskHandle(message.id, name, message.queue)
+        return TaskHandle(message.id, name, message.queue, self)
 
     def envelope(self, message: TaskMessage, delay: float = 0.0) -> Envelope:
         """The publish that delivers ``message`` to its queue after ``delay`` seconds."""
@@ -146,9 +174,76 @@ class TaskApp:
         envelopes = [self.envelope(message, delay) for message, delay in items]
         self._publisher.publish(envelopes, {message.queue for message, _ in items})
 
+    def publish_once(
+        self, message: TaskMessage, delay: float, key: str, window: float | None = None
+    ) -> TaskHandle:
+        """Publish unless a task with the same idempotency key is pending, running or succeeded.
+
+        The key is claimed in Redis for ``window`` seconds (default: result_expires).
+        If it is held by a task that failed, was dead-lettered or revoked, the new
+        call takes it over. Returns the handle of whichever task holds the key.
+        """
+        redis_key = self.results.keys.idempotency(key)
+        ttl = int(window or self.settings.result_expires)
+        client = self.results.redis
+        message.headers[H_IDEMPOTENCY_KEY] = key
+        while not client.set(redis_key, message.id, nx=True, ex=ttl):
+            holder = client.get(redis_key)
+            if holder is None:
+                continue  # expired between SET and GET: try again
+            holder_id = holder.decode()
+            status = self.results.status(holder_id)
+            if status.state in {State.FAILURE, State.DEAD, State.REVOKED}:
+                client.delete(redis_key)
+                continue
+            return TaskHandle(holder_id, status.task or message.task, message.queue, self)
+        try:
+            self.publish([(message, delay)])
+        except BaseException:
+            client.delete(redis_key)  # not sent: let the next call try
+            raise
+        return TaskHandle(message.id, message.task, message.queue, self)
+
+    @property
+    def results(self) -> ResultStore:
+        """Synchronous access to task states and results in Redis."""
+        if self._results is None:
+            self._results = ResultStore(
+                self.settings.redis_url, self.settings.namespace, self.settings.result_expires
+            )
+        return self._results
+
+    def status(self, task_id: str) -> TaskStatus:
+        """What Redis knows of a task (state PENDING if nothing)."""
+        return self.results.status(task_id)
+
+    def result(self, task_id: str) -> TaskHandle:
+        """A handle for any task id, e.g. one stored in your database."""
+        status = self.status(task_id)
+        return TaskHandle(task_id, status.task or "", status.queue or "", self)
+
+    def revoke(self, task_id: str, terminate: bool = False) -> None:
+        """Cancel a task.
+
+        Not yet started: the worker that receives it skips it (state REVOKED).
+        Running, with ``terminate=True``: an async task is cancelled; a sync task
+        sees ``current_task.is_cancelled()`` and, under ``--processes``, its
+        worker process is ended and replaced.
+        """
+        keys = self.results.keys
+        mode = "terminate" if terminate else "revoke"
+        client = self.results.redis
+        client.set(keys.revoked(task_id), mode, ex=int(self.settings.result_expires))
+        if self.status(task_id).state in {State.PENDING, State.RECEIVED, State.RETRY}:
+            self.results.set_state(task_id, State.REVOKED)
+        client.publish(keys.control_channel, json.dumps({"revoke": task_id, "mode": mode}))
+
     def close(self) -> None:
-        """Close this process's broker connection (reopened on the next publish)."""
+        """Close this process's broker and Redis connections (reopened when needed)."""
         self._publisher.close()
+        if self._results is not None:
+            self._results.close()
+            self._results = None
 
 
 def _explicit(settings: Settings) -> dict[str, Any]:

@@ -42,3 +42,34 @@ class Reject(Exception):
     def __init__(self, reason: str = "rejected by the task") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TaskFailed(TaskcoreError):
+    """``handle.get()`` of a task that failed, was dead-lettered or revoked.
+
+    ``remote_type``, ``remote_message`` and ``remote_traceback`` describe the
+    error as the worker saw it; ``state`` is FAILURE, DEAD or REVOKED.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        state: str,
+        remote_type: str | None,
+        remote_message: str | None,
+        remote_traceback: str | None,
+    ) -> None:
+        super().__init__(f"task {task_id} {state}: {remote_type}: {remote_message}")
+        self.task_id = task_id
+        self.state = state
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+
+
+class TaskRevoked(Exception):
+    """Raised inside a task by ``current_task.check()`` once it has been revoked."""
+
+
+class SoftTimeLimitExceeded(Exception):
+    """Raised inside a task whose ``soft_time_limit`` has passed; catch it to clean up."""

@@ -29,6 +29,8 @@ H_RETRIES = "x-taskcore-retries"
 H_QUEUE = "x-taskcore-queue"
 #: When a delayed message is due, as a Unix timestamp.
 H_ETA = "x-taskcore-eta"
+#: The idempotency key the message was sent with, if any.
+H_IDEMPOTENCY_KEY = "x-taskcore-idempotency-key"
 
 
 def new_task_id() -> str:
@@ -57,6 +59,7 @@ class TaskMessage:
     kwargs: dict[str, Any]
     retries: int = 0
     eta: float | None = None
+    priority: int | None = None
     headers: dict[str, Any] = field(default_factory=dict)
 
     def body(self) -> bytes:
@@ -73,6 +76,7 @@ class TaskMessage:
             delivery_mode=PERSISTENT,
             message_id=self.id,
             message_type=self.task,
+            priority=self.priority,
             timestamp=datetime.now(UTC).replace(microsecond=0),
             headers=headers,
         )

@@ -30,8 +30,12 @@ class Settings:
     publish_timeout: float = 10.0
     connect_timeout: float = 5.0
     confirm_publish: bool = True
+    #: Seconds task states and results are kept in Redis.
+    result_expires: float = 86400.0
     #: Task-name patterns (fnmatch) to queue names, e.g. {"webapp.users.*": "user_tasks"}.
     routes: Mapping[str, str] = field(default_factory=dict)
+    #: Per-queue options: {"high": {"max_priority": 9}, "orders": {"type": "quorum"}}.
+    queues: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -44,7 +48,7 @@ class Settings:
         values: dict[str, Any] = {}
         for name, f in known.items():
             raw = environ.get(ENV_PREFIX + name.upper())
-            if raw is not None and name != "routes":
+            if raw is not None and name not in {"routes", "queues"}:
                 values[name] = _parse(name, f.type, raw)
         values.update(overrides)
         return cls(**values)

@@ -6,12 +6,14 @@ import inspect
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, TaskFailed
 from .message import TaskMessage, new_task_id
+from .results import TaskStatus
+from .states import State
 from .topology import check_queue_name
 
 if TYPE_CHECKING:
@@ -20,11 +22,61 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class TaskHandle:
-    """What ``delay()`` returns once the broker has confirmed the message."""
+    """What ``delay()`` returns once the broker has confirmed the message.
+
+    Its state, result and progress are read from Redis when asked for.
+    """
 
     id: str
     task: str
     queue: str
+    app: TaskApp = field(repr=False, compare=False)
+
+    @property
+    def info(self) -> TaskStatus:
+        """Everything known about the task: state, result or error, progress, times."""
+        return self.app.status(self.id)
+
+    @property
+    def state(self) -> State:
+        return self.info.state
+
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        """``{"current", "total", "message"}`` as last reported by the task, or None."""
+        return self.info.progress
+
+    def ready(self) -> bool:
+        """True once the task succeeded, failed, was dead-lettered or revoked."""
+        return self.info.ready
+
+    def get(self, timeout: float | None = None, interval: float = 0.05) -> Any:
+        """Wait for the result; raise TaskFailed if the task did not succeed.
+
+        Raises TimeoutError after ``timeout`` seconds (None waits for ever).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.info
+            if status.state == State.SUCCESS:
+                return status.result
+            if status.ready:
+                error = status.error or {}
+                raise TaskFailed(
+                    self.id,
+                    str(status.state),
+                    error.get("type"),
+                    error.get("message"),
+                    error.get("traceback"),
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"task {self.id} is still {status.state} after {timeout}s")
+            time.sleep(interval)
+            interval = min(interval * 1.5, 0.5)
+
+    def revoke(self, terminate: bool = False) -> None:
+        """Cancel the task; see ``TaskApp.revoke``."""
+        self.app.revoke(self.id, terminate=terminate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +126,24 @@ class Task:
         name: str,
         queue: str | None = None,
         retry: RetryPolicy | None = None,
+        priority: int | None = None,
+        ignore_result: bool = False,
+        soft_time_limit: float | None = None,
+        time_limit: float | None = None,
+        idempotency_key: Callable[..., str] | None = None,
+        idempotency_window: float | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
         self.name = name
         self.queue = check_queue_name(queue) if queue is not None else None
         self.retry = retry or RetryPolicy()
+        self.priority = check_priority(priority)
+        self.ignore_result = ignore_result
+        self.soft_time_limit = _positive_or_none("soft_time_limit", soft_time_limit)
+        self.time_limit = _positive_or_none("time_limit", time_limit)
+        self.idempotency_key = idempotency_key
+        self.idempotency_window = idempotency_window
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self.__doc__ = fn.__doc__
@@ -111,14 +175,21 @@ class Task:
         eta: datetime | None = None,
         queue: str | None = None,
         task_id: str | None = None,
+        priority: int | None = None,
+        idempotency_key: str | None = None,
     ) -> TaskHandle:
-        """Queue a call with options: a delay (``countdown`` or ``eta``), a queue, an id."""
-        message = self.message(args, kwargs, queue=queue, task_id=task_id)
+        """Queue a call with options: a delay (``countdown`` or ``eta``), a queue, an id,
+        a priority (0-9), an idempotency key."""
+        message = self.message(args, kwargs, queue=queue, task_id=task_id, priority=priority)
+        if idempotency_key is None and self.idempotency_key is not None:
+            idempotency_key = str(self.idempotency_key(*message.args, **message.kwargs))
         delay = _delay_seconds(countdown, eta)
         if delay:
             message.eta = time.time() + delay
+        if idempotency_key is not None:
+            return self.app.publish_once(message, delay, idempotency_key, self.idempotency_window)
         self.app.publish([(message, delay)])
-        return TaskHandle(message.id, self.name, message.queue)
+        return TaskHandle(message.id, self.name, message.queue, self.app)
 
     def map(self, calls: Iterable[Any], *, queue: str | None = None) -> list[TaskHandle]:
         """Queue one call per item, pipelined under a single wait for all confirms.
@@ -131,7 +202,7 @@ class Task:
             for item in calls
         ]
         self.app.publish([(m, 0.0) for m in messages])
-        return [TaskHandle(m.id, self.name, m.queue) for m in messages]
+        return [TaskHandle(m.id, self.name, m.queue, self.app) for m in messages]
 
     def message(
         self,
@@ -140,6 +211,7 @@ class Task:
         *,
         queue: str | None = None,
         task_id: str | None = None,
+        priority: int | None = None,
     ) -> TaskMessage:
         """Build (and check) the message for one call without sending it."""
         kwargs = dict(kwargs or {})
@@ -150,6 +222,7 @@ class Task:
             queue=self.app.queue_for(self, queue),
             args=list(args),
             kwargs=kwargs,
+            priority=check_priority(priority) if priority is not None else self.priority,
         )
 
 
@@ -163,3 +236,16 @@ def _delay_seconds(countdown: float | None, eta: datetime | None) -> float:
             raise ConfigurationError(f"countdown must be >= 0 seconds, not {countdown}")
         return float(countdown)
     return 0.0
+
+
+def check_priority(priority: int | None) -> int | None:
+    """Return ``priority`` if it is None or 0-9; raise ConfigurationError otherwise."""
+    if priority is not None and (not isinstance(priority, int) or not 0 <= priority <= 9):
+        raise ConfigurationError(f"priority must be an integer from 0 to 9, not {priority!r}")
+    return priority
+
+
+def _positive_or_none(name: str, value: float | None) -> float | None:
+    if value is not None and value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
+    return value

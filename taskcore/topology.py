@@ -7,6 +7,8 @@ connects, so a fresh broker (or vhost) needs no set-up step.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
@@ -33,6 +35,37 @@ def check_queue_name(name: str) -> str:
     return name
 
 
+QUEUE_OPTIONS = {"max_priority", "type"}
+
+
+def queue_arguments(queue: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """AMQP arguments for a work queue's options; raise ConfigurationError for bad ones.
+
+    ``max_priority`` (1-255; 9 is plenty) makes a classic queue deliver higher
+    priorities first. ``type="quorum"`` makes a replicated quorum queue; quorum
+    queues ignore priorities (RabbitMQ < 4.0), so the two do not mix.
+    """
+    unknown = set(options) - QUEUE_OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"queue {queue!r}: unknown option(s) {sorted(unknown)}; known: {sorted(QUEUE_OPTIONS)}"
+        )
+    arguments: dict[str, Any] = {}
+    kind = options.get("type", "classic")
+    if kind not in {"classic", "quorum"}:
+        raise ConfigurationError(f"queue {queue!r}: type must be 'classic' or 'quorum'")
+    if kind == "quorum":
+        arguments["x-queue-type"] = "quorum"
+    if "max_priority" in options:
+        priority = options["max_priority"]
+        if kind == "quorum":
+            raise ConfigurationError(f"queue {queue!r}: quorum queues do not support max_priority")
+        if not isinstance(priority, int) or not 1 <= priority <= 255:
+            raise ConfigurationError(f"queue {queue!r}: max_priority must be an integer 1-255")
+        arguments["x-max-priority"] = priority
+    return arguments
+
+
 def dead_queue(queue: str) -> str:
     """The dead-letter queue that belongs to work queue ``queue``."""
     return queue + DEAD_SUFFIX
@@ -41,8 +74,13 @@ def dead_queue(queue: str) -> str:
 class Topology:
     """Exchange and queue names under one namespace, and how to declare them."""
 
-    def __init__(self, namespace: str = "taskcore") -> None:
+    def __init__(
+        self, namespace: str = "taskcore", queues: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
         self.namespace = namespace
+        self.queue_options = {name: dict(options) for name, options in (queues or {}).items()}
+        for name, options in self.queue_options.items():
+            queue_arguments(name, options)  # fail at start-up, not at the first publish
         #: Direct exchange: a task message's routing key is its queue's name.
         self.work_exchange = namespace
         #: Direct exchange for dead letters, routing key ``<queue>.dead``.
@@ -86,17 +124,15 @@ class Topology:
         """Declare work queue ``queue``, its dead-letter queue, and their bindings."""
         check_queue_name(queue)
         dead = dead_queue(queue)
+        arguments = {
+            # Anything the broker itself rejects or expires lands in the
+            # dead-letter queue too: nothing is dropped silently.
+            "x-dead-letter-exchange": self.dead_exchange,
+            "x-dead-letter-routing-key": dead,
+            **queue_arguments(queue, self.queue_options.get(queue, {})),
+        }
         try:
-            work = await channel.declare_queue(
-                queue,
-                durable=True,
-                arguments={
-                    # Anything the broker itself rejects or expires lands in the
-                    # dead-letter queue too: nothing is dropped silently.
-                    "x-dead-letter-exchange": self.dead_exchange,
-                    "x-dead-letter-routing-key": dead,
-                },
-            )
+            work = await channel.declare_queue(queue, durable=True, arguments=arguments)
         except ChannelPreconditionFailed as exc:
             raise ConfigurationError(
                 f"queue {queue!r} already exists with other arguments ({exc}); "

@@ -10,35 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
+import json
 import logging
 import os
 import socket
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from .broker import CONNECTION_ERRORS, BrokerClient
-from .dead_letters import dead_letter_headers
-from .errors import DecodeError, PublishError, Reject, Retry
-from .message import H_ETA, H_RETRIES, Envelope, TaskMessage, decode, republish_headers
-from .message import republish_properties as properties_for
-from .topology import check_queue_name, dead_queue
+from .errors import PublishError
+from .execution import MessageHandler
+from .results import AsyncResultStore
+from .topology import check_queue_name
 
 if TYPE_CHECKING:
     from .app import TaskApp
-    from .task import Task
 
 log = logging.getLogger(__name__)
 
 
-class UnknownTask(LookupError):
-    """A message names a task this worker does not have."""
+#: Exit code of a worker process that asks its supervisor for a replacement.
+EXIT_REPLACE = 3
 
 
 def default_hostname() -> str:
@@ -62,6 +59,7 @@ class Worker:
         concurrency: int = 8,
         grace_period: float = 30.0,
         hostname: str | None = None,
+        supervised: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -72,8 +70,19 @@ class Worker:
         self.hostname = hostname or default_hostname()
         #: Sync tasks still running in threads when shutdown gave up on them.
         self.abandoned = 0
+        #: 0, or EXIT_REPLACE when the process must be replaced (hard limit, terminate).
+        self.exit_code = 0
         self._client = BrokerClient(app.settings, app.topology)
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="taskcore-task")
+        settings = app.settings
+        self.handler = MessageHandler(
+            app,
+            self._client,
+            AsyncResultStore(settings.redis_url, settings.namespace, settings.result_expires),
+            self._executor,
+            self.hostname,
+            replace_process=self.replace_process if supervised else None,
+        )
         self._connection: AbstractConnection | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._running: dict[asyncio.Task[None], AbstractIncomingMessage] = {}
@@ -86,10 +95,12 @@ class Worker:
     async def run(self) -> None:
         """Consume until ``request_stop()``, reconnecting when the broker drops the connection."""
         await self.start()
+        listener = asyncio.ensure_future(self._listen_for_revocations())
         try:
             while await self._wait_for_stop_or_lost_connection() == "lost":
                 await self._reconnect()
         finally:
+            listener.cancel()
             await self.shutdown()
 
     @property
@@ -173,6 +184,7 @@ class Worker:
         if self._connection is not None and not self._connection.is_closed:
             await self._connection.close()
         await self._client.close()
+        await self.handler.results.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("worker %s stopped", self.hostname)
 
@@ -210,131 +222,40 @@ class Worker:
     # -- one message ------------------------------------------------------
 
     async def _on_message(self, message: AbstractIncomingMessage, queue: str) -> None:
-        task = asyncio.create_task(self._process(message, queue))
+        task = asyncio.create_task(self.handler.handle(message, queue))
         self._running[task] = message
         task.add_done_callback(self._running.pop)
 
-    async def _process(self, message: AbstractIncomingMessage, queue: str) -> None:
-        try:
-            call = decode(message, queue)
-        except DecodeError as exc:
-            await self._dead(message, queue, "undecodable", exc)
-            return
-        task = self.app.tasks.get(call.task)
-        if task is None:
-            error = UnknownTask(f"no task named {call.task!r} is registered in this worker")
-            await self._dead(message, queue, "unknown-task", error)
-            return
-        try:
-            task.check_arguments(call.args, call.kwargs)
-        except TypeError as exc:
-            await self._dead(message, queue, "invalid-arguments", exc)
-            return
+    async def _listen_for_revocations(self) -> None:
+        """Hear ``revoke(..., terminate=True)`` on Redis pub/sub; stop the task if it runs here."""
+        keys = self.handler.results.keys
+        while True:
+            try:
+                pubsub = self.handler.results.redis.pubsub()
+                await pubsub.subscribe(keys.control_channel)
+                async for item in pubsub.listen():
+                    if item.get("type") != "message":
+                        continue
+                    try:
+                        command = json.loads(item["data"])
+                    except ValueError:
+                        log.warning("ignoring a control message that is not JSON: %r", item["data"])
+                        continue
+                    if command.get("mode") == "terminate" and self.handler.terminate(
+                        str(command.get("revoke"))
+                    ):
+                        log.warning(
+                            "task %s revoked with terminate: stopping it", command["revoke"]
+                        )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis down: revocations still apply when a task starts
+                log.warning("revocation listener lost Redis (%s); retrying in 2s", exc)
+                await asyncio.sleep(2)
 
-        started = time.monotonic()
-        try:
-            await self._call(task, call)
-        except Retry as request:
-            await self._retry(message, call, task, request.countdown, request.exc or request)
-        except Reject as exc:
-            await self._dead(message, queue, "rejected", exc)
-        except Exception as exc:
-            if isinstance(exc, task.retry.autoretry_for):
-                await self._retry(message, call, task, None, exc)
-            else:
-                log.error("task %s[%s] failed: %r", call.task, call.id, exc)
-                await self._dead(message, queue, "failed", exc)
-        else:
-            await self._settle(message, "ack")
-            log.info(
-                "task %s[%s] succeeded in %.3fs", call.task, call.id, time.monotonic() - started
-            )
-
-    async def _call(self, task: Task, call: TaskMessage) -> Any:
-        if task.is_async:
-            return await task.fn(*call.args, **call.kwargs)
-        current = asyncio.current_task()
-        current.taskcore_in_thread = True  # type: ignore[union-attr]
-        context = contextvars.copy_context()
-        function = functools.partial(context.run, task.fn, *call.args, **call.kwargs)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, function)
-        finally:
-            current.taskcore_in_thread = False  # type: ignore[union-attr]
-
-    async def _retry(
-        self,
-        message: AbstractIncomingMessage,
-        call: TaskMessage,
-        task: Task,
-        countdown: float | None,
-        error: BaseException,
-    ) -> None:
-        if call.retries >= task.retry.max_retries:
-            await self._dead(message, call.queue, "max-retries-exceeded", error)
-            return
-        delay = countdown if countdown is not None else task.retry.delay(call.retries)
-        headers = republish_headers(
-            message, **{H_RETRIES: call.retries + 1, H_ETA: time.time() + delay}
-        )
-        exchange, routing_key = self.app.address(call.queue, delay)
-        envelope = Envelope(exchange, routing_key, message.body, properties_for(message, headers))
-        if await self._publish(envelope, message):
-            log.warning(
-                "task %s[%s] retry %d/%d in %.2fs: %r",
-                call.task,
-                call.id,
-                call.retries + 1,
-                task.retry.max_retries,
-                delay,
-                error,
-            )
-            await self._settle(message, "ack")
-
-    async def _dead(
-        self, message: AbstractIncomingMessage, queue: str, reason: str, error: BaseException
-    ) -> None:
-        headers = dead_letter_headers(
-            message, reason=reason, error=error, queue=queue, worker=self.hostname
-        )
-        envelope = Envelope(
-            self.app.topology.dead_exchange,
-            dead_queue(queue),
-            message.body,
-            properties_for(message, headers),
-        )
-        if await self._publish(envelope, message):
-            log.warning(
-                "message %s (%s) dead-lettered to %s: %s: %s",
-                message.message_id,
-                message.type,
-                dead_queue(queue),
-                reason,
-                error,
-            )
-            await self._settle(message, "ack")
-
-    async def _publish(self, envelope: Envelope, message: AbstractIncomingMessage) -> bool:
-        """Publish a retry or dead letter; on failure give the message back to the broker."""
-        try:
-            await self._client.publish([envelope])
-            return True
-        except PublishError as exc:
-            log.error("could not settle message %s: %s; requeueing it", message.message_id, exc)
-            await asyncio.sleep(1.0)  # do not spin on a broker that keeps refusing
-            await self._settle(message, "requeue")
-            return False
-
-    async def _settle(self, message: AbstractIncomingMessage, how: str) -> None:
-        try:
-            if how == "ack":
-                await message.ack()
-            else:
-                await message.nack(requeue=True)
-        except Exception as exc:  # the channel died: the broker redelivers the message
-            log.warning(
-                "could not %s message %s (%s); the broker will deliver it again",
-                how,
-                message.message_id,
-                exc,
-            )
+    def replace_process(self, reason: str) -> None:
+        """End this process soon (exit code 3) so that a supervisor starts a fresh one."""
+        log.warning("worker %s ends its process: %s", self.hostname, reason)
+        self.exit_code = EXIT_REPLACE
+        self._stop.set()
+        self._force.set()

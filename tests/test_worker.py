@@ -122,7 +122,7 @@ def test_short_delays_do_not_wait_behind_long_ones(
         (
             lambda app, probe: app.send_task("tests.apps.nowhere", queue="work"),
             "unknown-task",
-            "taskcore.worker.UnknownTask",
+            "taskcore.execution.UnknownTask",
         ),
         (
             lambda app, probe: probe.publish_raw(

@@ -22,6 +22,7 @@ def run_worker(
     concurrency: int,
     grace_period: float,
     hostname: str | None,
+    supervised: bool = False,
 ) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the process exit code.
 
@@ -30,7 +31,12 @@ def run_worker(
     requeued, never lost.
     """
     worker = Worker(
-        app, queues, concurrency=concurrency, grace_period=grace_period, hostname=hostname
+        app,
+        queues,
+        concurrency=concurrency,
+        grace_period=grace_period,
+        hostname=hostname,
+        supervised=supervised,
     )
 
     async def main() -> None:
@@ -40,15 +46,15 @@ def run_worker(
         await worker.run()
 
     asyncio.run(main())
-    if worker.abandoned:
+    if worker.abandoned or worker.exit_code:
         # Threads running sync tasks cannot be interrupted and would keep the
-        # interpreter alive; their messages are already back in the queue.
+        # interpreter alive; their messages are already settled or requeued.
         log.warning("exiting with %d task thread(s) still running", worker.abandoned)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
-    return 0
+        os._exit(worker.exit_code)
+    return worker.exit_code
 
 
 def _on_signal(worker: Worker, sig: signal.Signals) -> None:

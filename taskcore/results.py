@@ -1,0 +1,155 @@
+"""Task state, results and progress in Redis, with an expiry.
+
+One hash per task, ``<namespace>:task:<id>``, whose fields are JSON values:
+state, task, queue, worker, attempts, result, error, progress and timestamps.
+Revocations live beside it as ``<namespace>:revoked:<id>``. The worker writes
+through ``AsyncResultStore``; handles and the CLI read through ``ResultStore``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from .states import READY_STATES, State
+
+#: Fields every status has; anything else a writer adds is kept in ``extra``.
+_KNOWN = ("state", "task", "queue", "worker", "attempts", "result", "error", "progress")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """A snapshot of one task as Redis last heard of it."""
+
+    id: str
+    state: State = State.PENDING
+    task: str | None = None
+    queue: str | None = None
+    worker: str | None = None
+    attempts: int = 0
+    result: Any = None
+    #: ``{"type": ..., "message": ..., "traceback": ...}`` for FAILURE, DEAD and RETRY.
+    error: dict[str, Any] | None = None
+    #: ``{"current": ..., "total": ..., "message": ...}`` once the task reported progress.
+    progress: dict[str, Any] | None = None
+    #: Timestamps (Unix seconds) and whatever else was recorded, by name.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.state in READY_STATES
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form for the API and ``--format json``."""
+        return {
+            "id": self.id,
+            "state": str(self.state),
+            "task": self.task,
+            "queue": self.queue,
+            "worker": self.worker,
+            "attempts": self.attempts,
+            "result": self.result,
+            "error": self.error,
+            "progress": self.progress,
+            **self.extra,
+        }
+
+
+class Keys:
+    """Redis key names under one namespace."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def task(self, task_id: str) -> str:
+        return f"{self.namespace}:task:{task_id}"
+
+    def revoked(self, task_id: str) -> str:
+        return f"{self.namespace}:revoked:{task_id}"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.namespace}:idem:{key}"
+
+    @property
+    def control_channel(self) -> str:
+        """Pub/sub channel on which workers hear about revocations."""
+        return f"{self.namespace}:control"
+
+
+def encode(state: State, **fields: Any) -> dict[str, str]:
+    """Hash fields for a state change: every value JSON-encoded, plus the state's timestamp."""
+    now = time.time()
+    mapping = {name: json.dumps(value, default=str) for name, value in fields.items()}
+    mapping["state"] = json.dumps(str(state))
+    mapping["updated_at"] = json.dumps(now)
+    mapping[f"{state.lower()}_at"] = json.dumps(now)
+    return mapping
+
+
+def decode(task_id: str, raw: dict[bytes | str, bytes | str]) -> TaskStatus:
+    """Read a task hash back into a TaskStatus (PENDING when there is none)."""
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.decode() if isinstance(key, bytes) else key
+        try:
+            values[name] = json.loads(value)
+        except ValueError:
+            values[name] = value.decode() if isinstance(value, bytes) else value
+    known = {name: values.pop(name) for name in _KNOWN if name in values}
+    state = State(known.pop("state", State.PENDING))
+    return TaskStatus(id=task_id, state=state, extra=values, **known)
+
+
+class ResultStore:
+    """Synchronous access for callers: read statuses, revoke, claim idempotency keys."""
+
+    def __init__(self, url: str, namespace: str, expires: float) -> None:
+        self.keys = Keys(namespace)
+        self.expires = int(expires)
+        self.redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+
+    def status(self, task_id: str) -> TaskStatus:
+        return decode(task_id, self.redis.hgetall(self.keys.task(task_id)))
+
+    def set_state(self, task_id: str, state: State, **fields: Any) -> None:
+        key = self.keys.task(task_id)
+        with self.redis.pipeline() as pipe:
+            pipe.hset(key, mapping=encode(state, **fields))
+            pipe.expire(key, self.expires)
+            pipe.execute()
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+class AsyncResultStore:
+    """The worker's asyncio access: write states, results, errors and progress."""
+
+    def __init__(self, url: str, namespace: str, expires: float) -> None:
+        self.keys = Keys(namespace)
+        self.expires = int(expires)
+        self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+
+    async def set_state(self, task_id: str, state: State, **fields: Any) -> None:
+        key = self.keys.task(task_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping=encode(state, **fields))
+            pipe.expire(key, self.expires)
+            await pipe.execute()
+
+    async def state_of(self, task_id: str) -> State | None:
+        raw = await self.redis.hget(self.keys.task(task_id), "state")
+        return State(json.loads(raw)) if raw else None
+
+    async def revocation(self, task_id: str) -> str | None:
+        """``"revoke"`` or ``"terminate"`` if the task was revoked, else None."""
+        raw = await self.redis.get(self.keys.revoked(task_id))
+        return raw.decode() if raw else None
+
+    async def close(self) -> None:
+        await self.redis.aclose()
