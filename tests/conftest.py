@@ -41,12 +41,24 @@ def probe(amqp_url: str) -> Probe:
 
 
 @pytest.fixture
+def namespace() -> Iterator[str]:
+    """This test's TASKCORE_NAMESPACE: prefixes its exchanges and its Redis keys."""
+    name = f"tc{uuid.uuid4().hex[:10]}"
+    yield name
+    _delete_redis_keys(f"{name}:*")
+
+
+@pytest.fixture
 def redis_prefix() -> Iterator[str]:
-    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
+    """A Redis key prefix for what the test tasks record; deleted afterwards."""
     prefix = f"taskcore-test:{uuid.uuid4().hex[:10]}:"
     yield prefix
+    _delete_redis_keys(f"{prefix}*")
+
+
+def _delete_redis_keys(pattern: str) -> None:
     client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{prefix}*"))
+    keys = list(client.scan_iter(pattern))
     if keys:
         client.delete(*keys)
     client.close()
@@ -60,10 +72,12 @@ def rdb() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def task_env(amqp_url: str, redis_prefix: str) -> dict[str, str]:
+def task_env(amqp_url: str, redis_prefix: str, namespace: str) -> dict[str, str]:
     """Environment that points a TaskApp (here or in a worker process) at this test's vhost."""
     return {
         "TASKCORE_BROKER_URL": amqp_url,
+        "TASKCORE_REDIS_URL": REDIS_URL,
+        "TASKCORE_NAMESPACE": namespace,
         "TEST_REDIS_URL": REDIS_URL,
         "TEST_KEY_PREFIX": redis_prefix,
     }

@@ -29,7 +29,9 @@ def test_delay_returns_after_the_message_is_in_its_queue(app_from, probe: Probe)
     assert got.headers["x-taskcore-retries"] == 0
 
 
-def test_topology_is_declared_durable_and_idempotently(app_from, vhost: str, probe) -> None:
+def test_topology_is_declared_durable_and_idempotently(
+    app_from, vhost: str, probe, namespace: str
+) -> None:
     app = app_from("basic")
     note = app.tasks["tests.apps.basic.note"]
     note.delay("a")
@@ -37,12 +39,12 @@ def test_topology_is_declared_durable_and_idempotently(app_from, vhost: str, pro
     note.delay("b")  # a new connection declares everything again, without error
     queues = probe.queue_arguments(vhost)
     assert queues["work"]["durable"] is True
-    assert queues["work"]["arguments"]["x-dead-letter-exchange"] == "taskcore.dead"
+    assert queues["work"]["arguments"]["x-dead-letter-exchange"] == f"{namespace}.dead"
     assert queues["work"]["arguments"]["x-dead-letter-routing-key"] == "work.dead"
     assert queues["work.dead"]["durable"] is True
-    levels = [name for name in queues if name.startswith("taskcore.delay.")]
+    levels = [name for name in queues if name.startswith(f"{namespace}.delay.")]
     assert len(levels) == LEVELS
-    assert queues["taskcore.delay.03"]["arguments"]["x-message-ttl"] == 800
+    assert queues[f"{namespace}.delay.03"]["arguments"]["x-message-ttl"] == 800
     assert probe.depth("work") == 2
 
 

@@ -126,14 +126,18 @@ def test_short_delays_do_not_wait_behind_long_ones(
         ),
         (
             lambda app, probe: probe.publish_raw(
-                "taskcore", "work", b"{not json", message_type=T + "note", message_id="raw-1"
+                app.topology.work_exchange,
+                "work",
+                b"{not json",
+                message_type=T + "note",
+                message_id="raw-1",
             ),
             "undecodable",
             "taskcore.errors.DecodeError",
         ),
         (
             lambda app, probe: probe.publish_raw(
-                "taskcore", "work", b'{"args": [1]}', message_type=T + "two_args"
+                app.topology.work_exchange, "work", b'{"args": [1]}', message_type=T + "two_args"
             ),
             "invalid-arguments",
             "builtins.TypeError",
@@ -164,7 +168,7 @@ def test_an_undecodable_body_is_kept_byte_for_byte(app_from, start_worker, probe
     app.tasks[T + "note"].delay("warm-up")
     start_worker("basic", "-Q", "work")
     body = b"\xff\xfe binary garbage"
-    probe.publish_raw("taskcore", "work", body)  # no task name, not JSON
+    probe.publish_raw(app.topology.work_exchange, "work", body)  # no task name, not JSON
     assert probe.wait_depth("work.dead", 1) == 1
     (dead,) = probe.get_all("work.dead")
     assert dead.body == body
