@@ -60,6 +60,7 @@ class Worker:
         grace_period: float = 30.0,
         hostname: str | None = None,
         supervised: bool = False,
+        max_tasks: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -72,6 +73,9 @@ class Worker:
         self.abandoned = 0
         #: 0, or EXIT_REPLACE when the process must be replaced (hard limit, terminate).
         self.exit_code = 0
+        #: Stop gracefully after this many messages (a supervisor starts a fresh process).
+        self.max_tasks = max_tasks
+        self.processed = 0
         self._client = BrokerClient(app.settings, app.topology)
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="taskcore-task")
         settings = app.settings
@@ -225,6 +229,10 @@ class Worker:
         task = asyncio.create_task(self.handler.handle(message, queue))
         self._running[task] = message
         task.add_done_callback(self._running.pop)
+        self.processed += 1
+        if self.max_tasks is not None and self.processed == self.max_tasks:
+            log.info("worker %s reached %d tasks: recycling", self.hostname, self.max_tasks)
+            self._stop.set()
 
     async def _listen_for_revocations(self) -> None:
         """Hear ``revoke(..., terminate=True)`` on Redis pub/sub; stop the task if it runs here."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 
 import click
+
+from taskcore import TaskcoreError
 
 from .loading import load_app
 
@@ -53,7 +56,24 @@ def cli(loglevel: str) -> None:
     help="Seconds running tasks may take to finish after SIGTERM before they are requeued.",
 )
 @click.option(
-    "-n", "--hostname", default=None, help="Worker name; %h is replaced by the host name."
+    "-n",
+    "--hostname",
+    default=None,
+    help="Worker name: %h is the host name, %i the process slot, %p the pid.",
+)
+@click.option(
+    "-p",
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes, each with its own connection and --concurrency slots.",
+)
+@click.option(
+    "--max-tasks-per-child",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Replace a worker process after this many tasks (0: never).",
 )
 def worker(
     app_spec: str | None,
@@ -61,23 +81,39 @@ def worker(
     concurrency: int,
     grace_period: float,
     hostname: str | None,
+    processes: int,
+    max_tasks_per_child: int,
 ) -> None:
     """Consume queues and run their tasks until SIGTERM."""
     from .run_worker import run_worker
+    from .supervisor import EXIT_STARTUP_FAILED, Supervisor
 
     app = load_app(app_spec)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
-    if hostname:
-        hostname = hostname.replace("%h", socket.gethostname())
-    raise SystemExit(
-        run_worker(
-            app,
-            names or [app.settings.default_queue],
-            concurrency=concurrency,
-            grace_period=grace_period,
-            hostname=hostname,
-        )
-    )
+
+    def run_child(index: int) -> int:
+        name = None
+        if hostname:
+            name = (
+                hostname.replace("%h", socket.gethostname())
+                .replace("%i", str(index))
+                .replace("%p", str(os.getpid()))
+            )
+        try:
+            return run_worker(
+                app,
+                names or [app.settings.default_queue],
+                concurrency=concurrency,
+                grace_period=grace_period,
+                hostname=name,
+                supervised=True,
+                max_tasks=max_tasks_per_child or None,
+            )
+        except TaskcoreError as exc:
+            logging.getLogger("taskcore.worker").error("cannot start: %s", exc)
+            return EXIT_STARTUP_FAILED
+
+    raise SystemExit(Supervisor(run_child, processes).run())
 
 
 def main() -> None:

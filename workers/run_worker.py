@@ -23,6 +23,7 @@ def run_worker(
     grace_period: float,
     hostname: str | None,
     supervised: bool = False,
+    max_tasks: int | None = None,
 ) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the process exit code.
 
@@ -37,6 +38,7 @@ def run_worker(
         grace_period=grace_period,
         hostname=hostname,
         supervised=supervised,
+        max_tasks=max_tasks,
     )
 
     async def main() -> None:

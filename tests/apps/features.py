@@ -98,3 +98,20 @@ def confirm_order(order_id: int) -> str:
     time.sleep(1.0)
     _redis.incr(PREFIX + f"effect:{order_id}")
     return f"confirmed {order_id}"
+
+
+@app.task(queue="feat", time_limit=1.0)
+def stubborn() -> None:
+    record("start", id=current_task.id, pid=os.getpid())
+    time.sleep(30)
+
+
+@app.task(queue="feat")
+def stuck(seconds: float) -> None:
+    record("start", id=current_task.id, pid=os.getpid())
+    time.sleep(seconds)
+
+
+@app.task(queue="feat")
+def whoami() -> int:
+    return os.getpid()
