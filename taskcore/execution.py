@@ -33,6 +33,7 @@ from .errors import (
     SoftTimeLimitExceeded,
     TaskRevoked,
 )
+from .events import EventPublisher
 from .message import H_ETA, H_RETRIES, Envelope, TaskMessage, decode, republish_headers
 from .message import republish_properties as properties_for
 from .results import AsyncResultStore
@@ -91,6 +92,7 @@ class MessageHandler:
         executor: ThreadPoolExecutor,
         hostname: str,
         replace_process: Callable[[str], None] | None = None,
+        events: EventPublisher | None = None,
     ) -> None:
         self.app = app
         self.client = client
@@ -99,6 +101,8 @@ class MessageHandler:
         self.hostname = hostname
         #: Ends this worker process so its supervisor starts a fresh one (None: not supervised).
         self.replace_process = replace_process
+        #: Where lifecycle events go (None: not published).
+        self.events = events
         #: Tasks running now, by task id.
         self.running: dict[str, Running] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -396,6 +400,8 @@ class MessageHandler:
         )
 
     async def _record_id(self, task_id: str, state: State, **fields: Any) -> None:
+        if self.events is not None:
+            self._spawn(self.events.emit(task_id, state, fields))
         try:
             await self.results.set_state(task_id, state, **fields)
         except redis.RedisError as exc:

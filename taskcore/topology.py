@@ -11,13 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from aiormq.exceptions import ChannelPreconditionFailed
 
 from . import delays
 from .errors import ConfigurationError
 
 DEAD_SUFFIX = ".dead"
+#: Events kept for a stopped recorder before the oldest are dropped.
+RECORDER_QUEUE_MAX = 1_000_000
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,200}$")
 
 
@@ -87,6 +89,10 @@ class Topology:
         self.dead_exchange = f"{namespace}.dead"
         #: Topic exchange at the bottom of the delay cascade.
         self.delivery_exchange = f"{namespace}.delay.deliver"
+        #: Topic exchange for lifecycle events (routing keys ``task.<state>``).
+        self.events_exchange = f"{namespace}.events"
+        #: Durable queue where ``taskcore recorder`` collects the events.
+        self.recorder_queue = f"{namespace}.events.recorder"
 
     def delay_exchange(self, level: int) -> str:
         """Exchange (and queue) name of delay level ``level``."""
@@ -99,6 +105,9 @@ class Topology:
         )
         await channel.declare_exchange(
             self.dead_exchange, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        await channel.declare_exchange(
+            self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
         below: AbstractExchange = await channel.declare_exchange(
             self.delivery_exchange, aio_pika.ExchangeType.TOPIC, durable=True
@@ -119,6 +128,17 @@ class Topology:
             await queue.bind(exchange, delays.level_binding(level, "1"))
             await below.bind(exchange, delays.level_binding(level, "0"))
             below = exchange
+
+    async def declare_recorder_queue(self, channel: AbstractChannel) -> AbstractQueue:
+        """The recorder's durable event queue; from its first declaration on it keeps events
+        while no recorder runs (capped, oldest dropped first, so it cannot fill the broker)."""
+        queue = await channel.declare_queue(
+            self.recorder_queue,
+            durable=True,
+            arguments={"x-max-length": RECORDER_QUEUE_MAX, "x-overflow": "drop-head"},
+        )
+        await queue.bind(self.events_exchange, "task.#")
+        return queue
 
     async def declare_queue(self, channel: AbstractChannel, queue: str) -> None:
         """Declare work queue ``queue``, its dead-letter queue, and their bindings."""

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
+from .aio import wait_any
 from .broker import CONNECTION_ERRORS, BrokerClient
 from .errors import PublishError
+from .events import EventPublisher
 from .execution import MessageHandler
 from .results import AsyncResultStore
 from .topology import check_queue_name
@@ -86,6 +88,7 @@ class Worker:
             self._executor,
             self.hostname,
             replace_process=self.replace_process if supervised else None,
+            events=EventPublisher(settings, app.topology),
         )
         self._connection: AbstractConnection | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
@@ -147,13 +150,7 @@ class Worker:
             self._lost.set()
 
     async def _wait_for_stop_or_lost_connection(self) -> str:
-        waiters = {
-            asyncio.ensure_future(self._stop.wait()),
-            asyncio.ensure_future(self._lost.wait()),
-        }
-        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in pending:
-            waiter.cancel()
+        await wait_any(self._stop, self._lost)
         return "stop" if self._stop.is_set() else "lost"
 
     async def _reconnect(self) -> None:
@@ -189,6 +186,8 @@ class Worker:
             await self._connection.close()
         await self._client.close()
         await self.handler.results.close()
+        if self.handler.events is not None:
+            await self.handler.events.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("worker %s stopped", self.hostname)
 

@@ -159,3 +159,39 @@ def start_worker(task_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     yield start
     for worker in started:
         worker.stop()
+
+
+PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    """A PostgreSQL schema of this test's own (via search_path), dropped afterwards."""
+    import sqlalchemy as sa
+
+    from taskcore.history import make_engine
+
+    schema = f"tc_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def start_command(task_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+    """Start any `taskcore` subcommand as a subprocess, with this test's environment."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        log_path = tmp_path / f"command-{len(started)}.log"
+        process = WorkerProcess(list(args), {**task_env, **(env or {})}, log_path)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -116,6 +116,59 @@ def worker(
     raise SystemExit(Supervisor(run_child, processes).run())
 
 
+@cli.command()
+@APP_OPTION
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--flush-interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds between writes when fewer than --batch-size events arrived.",
+)
+def recorder(app_spec: str | None, batch_size: int, flush_interval: float) -> None:
+    """Write task events into the database (DATABASE_URL) until SIGTERM."""
+    import asyncio
+    import signal
+
+    from taskcore.history import create_schema, make_engine
+    from taskcore.recorder import Recorder
+
+    app = load_app(app_spec)
+    engine = make_engine()
+    create_schema(engine)
+    worker = Recorder(app, engine, batch_size=batch_size, flush_interval=flush_interval)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.request_stop)
+        await worker.run()
+
+    try:
+        asyncio.run(main())
+    except (OSError, ConnectionError) as exc:
+        raise click.ClickException(
+            f"cannot reach the broker at {app.settings.safe_broker_url}: {exc}"
+        ) from exc
+    click.echo(f"recorded {worker.written} events")
+
+
+@cli.command("init-db")
+def init_db() -> None:
+    """Create the task history tables in DATABASE_URL (idempotent)."""
+    import sqlalchemy as sa
+
+    from taskcore.history import create_schema, make_engine
+
+    engine = make_engine()
+    try:
+        create_schema(engine)
+    except sa.exc.OperationalError as exc:
+        raise click.ClickException(f"cannot reach the database {engine.url}: {exc.orig}") from exc
+    click.echo(f"task history tables are ready in {engine.url}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="taskcore")

@@ -1,0 +1,99 @@
+"""``taskcore recorder``: move lifecycle events from RabbitMQ into the database, in batches.
+
+Events wait in a durable queue, so a recorder that was stopped catches up
+when it starts again. A batch is acknowledged only after its transaction
+committed; if the database is down, the batch goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import aio_pika
+import sqlalchemy as sa
+from aio_pika.abc import AbstractIncomingMessage
+
+from .aio import wait_any
+from .history import write_events
+
+if TYPE_CHECKING:
+    from .app import TaskApp
+
+log = logging.getLogger("taskcore.recorder")
+
+
+class Recorder:
+    """Consumes the event queue and writes batches of up to ``batch_size`` events."""
+
+    def __init__(
+        self,
+        app: TaskApp,
+        engine: sa.Engine,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+    ) -> None:
+        self.app = app
+        self.engine = engine
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.written = 0
+        self._batch: list[tuple[AbstractIncomingMessage, dict[str, Any] | None]] = []
+        self._stop = asyncio.Event()
+        self._full = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Record until request_stop(); the last partial batch is written before returning."""
+        settings = self.app.settings
+        connection = await aio_pika.connect(settings.broker_url, timeout=settings.connect_timeout)
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=self.batch_size * 2)
+            await self.app.topology.declare_base(channel)
+            queue = await self.app.topology.declare_recorder_queue(channel)
+            tag = await queue.consume(self._on_event)
+            log.info("recorder consuming %s into %s", queue.name, self.engine.url)
+            while not self._stop.is_set():
+                await wait_any(self._stop, self._full, timeout=self.flush_interval)
+                await self._flush()
+            await queue.cancel(tag)
+            await self._flush()
+        finally:
+            await connection.close()
+
+    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = json.loads(message.body)
+            if not isinstance(event, dict) or "task_id" not in event or "state" not in event:
+                raise ValueError("not a task event")
+        except ValueError as exc:
+            log.warning("dropping an event that cannot be read (%s): %r", exc, message.body[:200])
+            event = None
+        self._batch.append((message, event))
+        if len(self._batch) >= self.batch_size:
+            self._full.set()
+
+    async def _flush(self) -> None:
+        self._full.clear()
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        events = [event for _, event in batch if event is not None]
+        last = batch[-1][0]
+        try:
+            await asyncio.to_thread(write_events, self.engine, events)
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("could not write %d events (%s); they go back to the queue", len(events), exc)
+            for message, _ in batch:
+                await message.nack(requeue=True)
+            await asyncio.sleep(2)
+            return
+        await last.ack(multiple=True)
+        self.written += len(events)
+        log.debug("recorded %d events", len(events))
