@@ -134,14 +134,18 @@ class BrokerClient:
                 exchange=envelope.exchange,
                 routing_key=envelope.routing_key,
                 properties=envelope.properties,
-                mandatory=True,
+                mandatory=envelope.mandatory,
             )
         except DeliveryError as exc:
             raise PublishError(
                 f"the broker refused message {envelope.properties.message_id} "
                 f"(exchange {envelope.exchange!r}, routing key {envelope.routing_key!r}): {exc}"
             ) from exc
-        if self.settings.confirm_publish and not isinstance(result, Basic.Ack):
+        if (
+            self.settings.confirm_publish
+            and envelope.mandatory
+            and not isinstance(result, Basic.Ack)
+        ):
             raise PublishError(
                 f"the broker could not route message {envelope.properties.message_id}: "
                 f"no queue is bound to exchange {envelope.exchange!r} "

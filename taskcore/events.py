@@ -42,6 +42,7 @@ class EventPublisher:
             f"task.{state.lower()}",
             json.dumps(body, default=str).encode(),
             Basic.Properties(content_type="application/json", delivery_mode=2),
+            mandatory=False,  # no recorder queue yet: the event is simply not kept
         )
         try:
             await self.client.publish([envelope])

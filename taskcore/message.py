@@ -46,6 +46,8 @@ class Envelope:
     routing_key: str
     body: bytes
     properties: Basic.Properties
+    #: Ask the broker to return the message if no queue takes it (PublishError).
+    mandatory: bool = True
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import aio_pika
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
 from .aio import wait_any
 from .broker import CONNECTION_ERRORS, BrokerClient
@@ -91,6 +91,7 @@ class Worker:
             events=EventPublisher(settings, app.topology),
         )
         self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._running: dict[asyncio.Task[None], AbstractIncomingMessage] = {}
         self._stop = asyncio.Event()
@@ -126,10 +127,16 @@ class Worker:
         settings = self.app.settings
         await self._client.ensure_queues(self.queues)
         self._lost.clear()
+        old, self._connection = self._connection, None
+        if old is not None and not old.is_closed:
+            await old.close()  # its channel was closed by the broker; start afresh
         connection = await aio_pika.connect(settings.broker_url, timeout=settings.connect_timeout)
         connection.close_callbacks.add(self._on_connection_closed)
         self._connection = connection
-        channel = await connection.channel()
+        channel = self._channel = await connection.channel()
+        # The broker closes a channel on its own for a consumer (ack) timeout:
+        # treat that like a lost connection.
+        channel.close_callbacks.add(self._on_connection_closed)
         # Channel-wide ("global") prefetch: the bound holds across all queues.
         await channel.set_qos(prefetch_count=self.concurrency, global_=True)
         for name in self.queues:
@@ -144,8 +151,9 @@ class Worker:
             self.concurrency,
         )
 
-    def _on_connection_closed(self, _sender: object, exc: BaseException | None) -> None:
-        if not self._stop.is_set():
+    def _on_connection_closed(self, sender: object, exc: BaseException | None) -> None:
+        current = sender is self._connection or sender is self._channel
+        if current and not self._stop.is_set():
             log.warning("lost the broker connection (%s); reconnecting", exc)
             self._lost.set()
 
