@@ -5,7 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install services test lint run clean
+TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: install services schema test lint run clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +24,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install services lint
-	$(BIN)/pytest
+# The task history tables (tests also make a schema of their own per test).
+schema: install services
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/taskcore init-db
+
+test: install services schema lint
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
 
 run: install services
 	bash scripts/run_dev.sh

@@ -58,3 +58,56 @@ def test_broker_down_is_a_503() -> None:
         assert "amqp://guest@127.0.0.1:1/" in response.get_json()["error"]
     finally:
         app.extensions["taskcore"].close()
+
+
+@pytest.fixture
+def history_client(amqp_url: str, database_url: str, namespace: str):
+    from taskcore.history import create_schema
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "TASKCORE_BROKER_URL": amqp_url,
+            "TASKCORE_NAMESPACE": namespace,
+            "DATABASE_URL": database_url,
+        }
+    )
+    create_schema(app.extensions["taskcore_history"])
+    yield app
+    app.extensions["taskcore"].close()
+    app.extensions["taskcore_history"].dispose()
+
+
+def test_status_and_revoke_endpoints(history_client) -> None:
+    client = history_client.test_client()
+    sent = client.post("/api/tasks", json={"task": "webapp.tasks.add", "args": [1, 2]}).get_json()
+    status = client.get(f"/api/tasks/{sent['id']}")
+    assert status.status_code == 200 and status.get_json()["state"] == "PENDING"
+    revoked = client.post(f"/api/tasks/{sent['id']}/revoke", json={"terminate": False})
+    assert revoked.status_code == 202 and revoked.get_json()["state"] == "REVOKED"
+    bad = client.post(f"/api/tasks/{sent['id']}/revoke", json={"terminate": "perhaps"})
+    assert bad.status_code == 400
+
+
+def test_history_endpoint_filters_runs(history_client) -> None:
+    import time
+
+    from taskcore.history import write_events
+
+    now = time.time()
+    write_events(
+        history_client.extensions["taskcore_history"],
+        [
+            {"task_id": "old", "state": "SUCCESS", "at": now - 10 * 86400, "task": "t.a"},
+            {"task_id": "new", "state": "FAILURE", "at": now - 60, "task": "t.b"},
+            {"task_id": "ok", "state": "SUCCESS", "at": now - 30, "task": "t.a"},
+        ],
+    )
+    client = history_client.test_client()
+    week_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 7 * 86400))
+    found = client.get(f"/api/history?since={week_ago}").get_json()["runs"]
+    assert [r["task_id"] for r in found] == ["ok", "new"]
+    failed = client.get("/api/history?state=FAILURE").get_json()["runs"]
+    assert [r["task_id"] for r in failed] == ["new"]
+    assert client.get("/api/history?state=NOPE").status_code == 400
+    assert client.get("/api/history?limit=0").status_code == 400

@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Flask
 
+from taskcore.history import make_engine
+
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the Flask app; ``config`` overrides settings (tests use it)."""
@@ -25,6 +27,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if overrides:
         task_app.configure(**overrides)
     app.extensions["taskcore"] = task_app
+    app.extensions["taskcore_history"] = make_engine(app.config.get("DATABASE_URL"))
 
     from .api import api
 
