@@ -49,8 +49,11 @@ class Worker:
     """Consumes ``queues`` and runs up to ``concurrency`` tasks at a time.
 
     ``async def`` tasks run on the worker's event loop; plain functions run in
-    a pool of ``concurrency`` threads. The broker never hands this worker more
-    than ``concurrency`` unacknowledged messages (channel-wide prefetch).
+    a pool of ``concurrency`` threads. Each queue's consumer has a prefetch
+    of ``concurrency`` and at most ``concurrency`` tasks run at once; messages
+    beyond that wait, unacknowledged, for a slot. (Channel-wide "global"
+    prefetch would bound the total, but quorum queues refuse it and RabbitMQ 4
+    deprecates it.)
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class Worker:
         self._channel: AbstractChannel | None = None
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._running: dict[asyncio.Task[None], AbstractIncomingMessage] = {}
+        self._slots = asyncio.Semaphore(concurrency)
         self._stop = asyncio.Event()
         self._lost = asyncio.Event()
         self._force = asyncio.Event()
@@ -137,8 +141,7 @@ class Worker:
         # The broker closes a channel on its own for a consumer (ack) timeout:
         # treat that like a lost connection.
         channel.close_callbacks.add(self._on_connection_closed)
-        # Channel-wide ("global") prefetch: the bound holds across all queues.
-        await channel.set_qos(prefetch_count=self.concurrency, global_=True)
+        await channel.set_qos(prefetch_count=self.concurrency)
         for name in self.queues:
             queue = await channel.get_queue(name, ensure=False)
             tag = await queue.consume(functools.partial(self._on_message, queue=name))
@@ -233,13 +236,20 @@ class Worker:
     # -- one message ------------------------------------------------------
 
     async def _on_message(self, message: AbstractIncomingMessage, queue: str) -> None:
-        task = asyncio.create_task(self.handler.handle(message, queue))
+        task = asyncio.create_task(self._handle_in_slot(message, queue))
         self._running[task] = message
         task.add_done_callback(self._running.pop)
         self.processed += 1
         if self.max_tasks is not None and self.processed == self.max_tasks:
             log.info("worker %s reached %d tasks: recycling", self.hostname, self.max_tasks)
             self._stop.set()
+
+    async def _handle_in_slot(self, message: AbstractIncomingMessage, queue: str) -> None:
+        async with self._slots:
+            if self._stop.is_set():  # stopping: do not start anything new
+                await self.handler.settle(message, "requeue")
+                return
+            await self.handler.handle(message, queue)
 
     async def _listen_for_revocations(self) -> None:
         """Hear ``revoke(..., terminate=True)`` on Redis pub/sub; stop the task if it runs here."""

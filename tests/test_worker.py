@@ -173,3 +173,14 @@ def test_an_undecodable_body_is_kept_byte_for_byte(app_from, start_worker, probe
     (dead,) = probe.get_all("work.dead")
     assert dead.body == body
     assert dead.headers["x-taskcore-reason"] == "undecodable"
+
+
+def test_a_worker_consumes_quorum_and_classic_queues_together(
+    app_from, start_worker, vhost: str, probe: Probe
+) -> None:
+    app = app_from("quorum")
+    start_worker("quorum", "-Q", "replicated,classic", "--concurrency", "2")
+    assert app.tasks["tests.apps.quorum.double"].delay(21).get(timeout=10) == 42
+    assert app.tasks["tests.apps.quorum.triple"].delay(5).get(timeout=10) == 15
+    queues = probe.queue_arguments(vhost)
+    assert queues["replicated"]["arguments"]["x-queue-type"] == "quorum"
