@@ -239,10 +239,6 @@ class Worker:
         task = asyncio.create_task(self._handle_in_slot(message, queue))
         self._running[task] = message
         task.add_done_callback(self._running.pop)
-        self.processed += 1
-        if self.max_tasks is not None and self.processed == self.max_tasks:
-            log.info("worker %s reached %d tasks: recycling", self.hostname, self.max_tasks)
-            self._stop.set()
 
     async def _handle_in_slot(self, message: AbstractIncomingMessage, queue: str) -> None:
         async with self._slots:
@@ -250,6 +246,10 @@ class Worker:
                 await self.handler.settle(message, "requeue")
                 return
             await self.handler.handle(message, queue)
+        self.processed += 1
+        if self.max_tasks is not None and self.processed == self.max_tasks:
+            log.info("worker %s ran %d tasks: recycling", self.hostname, self.max_tasks)
+            self._stop.set()
 
     async def _listen_for_revocations(self) -> None:
         """Hear ``revoke(..., terminate=True)`` on Redis pub/sub; stop the task if it runs here."""
