@@ -73,42 +73,24 @@ class TaskApp:
             return self._register(fn, **options)
         return lambda f: self._register(f, **options)
 
-    def _register(
-        self,
-        fn: Callable[..., Any],
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        ignore_result: bool = False,
-        soft_time_limit: float | None = None,
-        time_limit: float | None = None,
-        idempotency_key: Callable[..., str] | None = None,
-        idempotency_window: float | None = None,
-        **retry_options: Any,
-    ) -> Task:
+    def _register(self, fn: Callable[..., Any], *, name: str | None = None, **options: Any) -> Task:
         if not callable(fn):
             raise ConfigurationError(f"@app.task needs a function, got {fn!r}")
+        retry_fields = RetryPolicy.__dataclass_fields__
         try:
-            retry = RetryPolicy(**retry_options)
-        except TypeError as exc:
+            retry = RetryPolicy(**{k: v for k, v in options.items() if k in retry_fields})
+            task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+            if task_name in self.tasks and self.tasks[task_name].fn is not fn:
+                raise ConfigurationError(f"a different task is already registered as {task_name!r}")
+            task = Task(
+                self,
+                fn,
+                name=task_name,
+                retry=retry,
+                **{k: v for k, v in options.items() if k not in retry_fields},
+            )
+        except TypeError as exc:  # an option that does not exist
             raise ConfigurationError(f"@app.task: {exc}") from None
-        task_name = name or f"{fn.__module__}.{fn.__qualname__}"
-        if task_name in self.tasks and self.tasks[task_name].fn is not fn:
-            raise ConfigurationError(f"a different task is already registered as {task_name!r}")
-        task = Task(
-            self,
-            fn,
-            name=task_name,
-            queue=queue,
-            retry=retry,
-            priority=priority,
-            ignore_result=ignore_result,
-            soft_time_limit=soft_time_limit,
-            time_limit=time_limit,
-            idempotency_key=idempotency_key,
-            idempotency_window=idempotency_window,
-        )
         self.tasks[task_name] = task
         return task
 
