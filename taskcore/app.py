@@ -13,6 +13,7 @@ from . import delays
 from .errors import ConfigurationError
 from .message import H_IDEMPOTENCY_KEY, Envelope, TaskMessage, new_task_id
 from .publisher import SyncPublisher
+from .ratelimit import decode_override, encode_override, overrides_key, parse_rate
 from .results import ResultStore, TaskStatus
 from .settings import Settings
 from .states import State
@@ -65,6 +66,7 @@ class TaskApp:
         time_limit: float | None = None,
         idempotency_key: Callable[..., str] | None = None,
         idempotency_window: float | None = None,
+        rate_limit: str | None = None,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -219,6 +221,29 @@ class TaskApp:
         if self.status(task_id).state in {State.PENDING, State.RECEIVED, State.RETRY}:
             self.results.set_state(task_id, State.REVOKED)
         client.publish(keys.control_channel, json.dumps({"revoke": task_id, "mode": mode}))
+
+    def set_rate_limit(self, name: str, rate: str | None) -> None:
+        """Change a global rate limit at run time, for every worker within seconds.
+
+        ``name`` is a task name or ``queue:<queue>``; ``rate`` like ``"20/m"``, or None
+        to go back to the limit declared in code.
+        """
+        key = overrides_key(self.settings.namespace)
+        if rate is None:
+            self.results.redis.hdel(key, name)
+        else:
+            self.results.redis.hset(key, name, encode_override(parse_rate(rate)))
+
+    def rate_limits(self) -> dict[str, str]:
+        """Every limit in force: declared in code, with run-time overrides applied."""
+        limits = {name: t.rate_limit.text for name, t in self.tasks.items() if t.rate_limit}
+        for queue, options in self.topology.queue_options.items():
+            if "rate_limit" in options:
+                limits[f"queue:{queue}"] = options["rate_limit"]
+        raw = self.results.redis.hgetall(overrides_key(self.settings.namespace))
+        for name, value in raw.items():
+            limits[name.decode()] = decode_override(value).text
+        return limits
 
     def close(self) -> None:
         """Close this process's broker and Redis connections (reopened when needed)."""

@@ -34,7 +34,7 @@ from .errors import (
     TaskRevoked,
 )
 from .events import EventPublisher
-from .message import H_ETA, H_RETRIES, Envelope, TaskMessage, decode, republish_headers
+from .message import H_ETA, H_RETRIES, Envelope, TaskMessage, decode, republish_headers, to_ms
 from .message import republish_properties as properties_for
 from .results import AsyncResultStore
 from .states import State
@@ -313,11 +313,11 @@ class MessageHandler:
             return
         delay = countdown if countdown is not None else task.retry.delay(call.retries)
         headers = republish_headers(
-            message, **{H_RETRIES: call.retries + 1, H_ETA: time.time() + delay}
+            message, **{H_RETRIES: call.retries + 1, H_ETA: to_ms(time.time() + delay)}
         )
         exchange, routing_key = self.app.address(call.queue, delay)
         envelope = Envelope(exchange, routing_key, message.body, properties_for(message, headers))
-        if await self._publish(envelope, message):
+        if await self.publish_or_requeue(envelope, message):
             log.warning(
                 "task %s[%s] retry %d/%d in %.2fs: %r",
                 call.task,
@@ -343,7 +343,7 @@ class MessageHandler:
             message.body,
             properties_for(message, headers),
         )
-        if await self._publish(envelope, message):
+        if await self.publish_or_requeue(envelope, message):
             log.warning(
                 "message %s (%s) dead-lettered to %s: %s: %s",
                 message.message_id,
@@ -365,7 +365,9 @@ class MessageHandler:
                 )
             await self.settle(message, "ack")
 
-    async def _publish(self, envelope: Envelope, message: AbstractIncomingMessage) -> bool:
+    async def publish_or_requeue(
+        self, envelope: Envelope, message: AbstractIncomingMessage
+    ) -> bool:
         """Publish a retry or dead letter; on failure give the message back to the broker."""
         try:
             await self.client.publish([envelope])
@@ -406,6 +408,21 @@ class MessageHandler:
             await self.results.set_state(task_id, state, **fields)
         except redis.RedisError as exc:
             log.error("could not record %s for task %s in Redis: %s", state, task_id, exc)
+
+    async def record_waiting(
+        self, message: AbstractIncomingMessage, queue: str, reason: str, until: float
+    ) -> None:
+        """State RECEIVED with what the message waits for and until when."""
+        if message.message_id:
+            await self._record_id(
+                message.message_id,
+                State.RECEIVED,
+                task=message.type,
+                queue=queue,
+                worker=self.hostname,
+                waiting=reason,
+                run_at=until,
+            )
 
     def _progress_from_any_thread(
         self, loop: asyncio.AbstractEventLoop, call: TaskMessage, progress: dict[str, Any]

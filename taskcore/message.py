@@ -27,10 +27,16 @@ PERSISTENT = 2
 H_RETRIES = "x-taskcore-retries"
 #: The work queue the message belongs to (it travels through other queues when delayed).
 H_QUEUE = "x-taskcore-queue"
-#: When a delayed message is due, as a Unix timestamp.
-H_ETA = "x-taskcore-eta"
+#: When a delayed message is due, in Unix milliseconds. (Times travel as integers:
+#: AMQP tables carry Python floats as 32-bit floats, which are off by minutes.)
+H_ETA = "x-taskcore-eta-ms"
 #: The idempotency key the message was sent with, if any.
 H_IDEMPOTENCY_KEY = "x-taskcore-idempotency-key"
+
+
+def to_ms(seconds: float) -> int:
+    """A Unix time in seconds as integer milliseconds, for headers."""
+    return round(seconds * 1000)
 
 
 def new_task_id() -> str:
@@ -72,7 +78,7 @@ class TaskMessage:
         """AMQP properties: persistent, JSON, id, task name and headers."""
         headers = {**self.headers, H_RETRIES: self.retries, H_QUEUE: self.queue}
         if self.eta is not None:
-            headers[H_ETA] = self.eta
+            headers[H_ETA] = to_ms(self.eta)
         return Basic.Properties(
             content_type=CONTENT_TYPE,
             delivery_mode=PERSISTENT,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, TaskFailed
 from .message import TaskMessage, new_task_id
+from .ratelimit import parse_rate
 from .results import TaskStatus
 from .states import State
 from .topology import check_queue_name
@@ -132,6 +133,7 @@ class Task:
         time_limit: float | None = None,
         idempotency_key: Callable[..., str] | None = None,
         idempotency_window: float | None = None,
+        rate_limit: str | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -144,6 +146,8 @@ class Task:
         self.time_limit = _positive_or_none("time_limit", time_limit)
         self.idempotency_key = idempotency_key
         self.idempotency_window = idempotency_window
+        #: Default global rate limit; TaskApp.set_rate_limit overrides it at run time.
+        self.rate_limit = parse_rate(rate_limit) if rate_limit is not None else None
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self.__doc__ = fn.__doc__

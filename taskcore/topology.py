@@ -16,6 +16,7 @@ from aiormq.exceptions import ChannelPreconditionFailed
 
 from . import delays
 from .errors import ConfigurationError
+from .ratelimit import parse_rate
 
 DEAD_SUFFIX = ".dead"
 #: Events kept for a stopped recorder before the oldest are dropped.
@@ -37,7 +38,7 @@ def check_queue_name(name: str) -> str:
     return name
 
 
-QUEUE_OPTIONS = {"max_priority", "type"}
+QUEUE_OPTIONS = {"max_priority", "type", "rate_limit"}
 
 
 def queue_arguments(queue: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,6 +54,8 @@ def queue_arguments(queue: str, options: Mapping[str, Any]) -> dict[str, Any]:
             f"queue {queue!r}: unknown option(s) {sorted(unknown)}; known: {sorted(QUEUE_OPTIONS)}"
         )
     arguments: dict[str, Any] = {}
+    if "rate_limit" in options:  # applied by workers (see ratelimit.py), not by the broker
+        parse_rate(options["rate_limit"])
     kind = options.get("type", "classic")
     if kind not in {"classic", "quorum"}:
         raise ConfigurationError(f"queue {queue!r}: type must be 'classic' or 'quorum'")

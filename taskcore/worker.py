@@ -27,6 +27,8 @@ from .broker import CONNECTION_ERRORS, BrokerClient
 from .errors import PublishError
 from .events import EventPublisher
 from .execution import MessageHandler
+from .rate_gate import RateGate
+from .ratelimit import RateLimiter
 from .results import AsyncResultStore
 from .topology import check_queue_name
 
@@ -92,6 +94,9 @@ class Worker:
             self.hostname,
             replace_process=self.replace_process if supervised else None,
             events=EventPublisher(settings, app.topology),
+        )
+        self.gate = RateGate(
+            app, self.handler, RateLimiter(self.handler.results.redis, settings.namespace)
         )
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
@@ -241,6 +246,8 @@ class Worker:
         task.add_done_callback(self._running.pop)
 
     async def _handle_in_slot(self, message: AbstractIncomingMessage, queue: str) -> None:
+        if not await self.gate.admit(message, queue):
+            return  # sent round the delay cascade to wait for its rate-limit slot
         async with self._slots:
             if self._stop.is_set():  # stopping: do not start anything new
                 await self.handler.settle(message, "requeue")

@@ -147,10 +147,12 @@ def start_worker(task_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     """Start `taskcore worker -A tests.apps.<module>:app ...`; returns once it consumes."""
     started: list[WorkerProcess] = []
 
-    def start(module: str, *options: str, wait: bool = True) -> WorkerProcess:
+    def start(
+        module: str, *options: str, wait: bool = True, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
         log_path = tmp_path / f"worker-{len(started)}.log"
         args = ["--loglevel", "info", "worker", "-A", f"tests.apps.{module}:app", *options]
-        worker = WorkerProcess(args, task_env, log_path)
+        worker = WorkerProcess(args, {**task_env, **(env or {})}, log_path)
         started.append(worker)
         if wait:
             worker.wait_for_output("consuming")
