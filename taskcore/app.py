@@ -6,7 +6,7 @@ import fnmatch
 import json
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, overload
 
 from . import delays
@@ -15,6 +15,7 @@ from .message import H_IDEMPOTENCY_KEY, Envelope, TaskMessage, new_task_id
 from .publisher import SyncPublisher
 from .ratelimit import decode_override, encode_override, overrides_key, parse_rate
 from .results import ResultStore, TaskStatus
+from .schedules import Schedule, ScheduleKeys, make_schedule
 from .settings import Settings
 from .states import State
 from .task import RetryPolicy, Task, TaskHandle, _delay_seconds
@@ -35,6 +36,8 @@ class TaskApp:
         self.tasks: dict[str, Task] = {}
         self._publisher = SyncPublisher(self.settings, self.topology)
         self._results: ResultStore | None = None
+        #: Periodic schedules by name, fired by ``taskcore beat``.
+        self.schedules: dict[str, Schedule] = {}
 
     def configure(self, **settings: Any) -> None:
         """Change settings after creation (e.g. from a Flask app's config); reconnects lazily."""
@@ -100,6 +103,8 @@ class TaskApp:
         """The queue a call goes to: the call's choice, the decorator's, a route, the default."""
         if queue is not None:
             return check_queue_name(queue)
+        if isinstance(task, str):
+            task = self.tasks.get(task, task)
         if isinstance(task, Task) and task.queue is not None:
             return task.queue
         name = task.name if isinstance(task, Task) else task
@@ -244,6 +249,92 @@ class TaskApp:
         for name, value in raw.items():
             limits[name.decode()] = decode_override(value).text
         return limits
+
+    def schedule(
+        self,
+        name: str,
+        task: Task | str,
+        *,
+        cron: str | None = None,
+        every: timedelta | float | None = None,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+        missed: str = "run_once",
+    ) -> Schedule:
+        """Declare a periodic task: ``cron="0 2 * * *"`` (UTC) or ``every=timedelta(minutes=5)``.
+
+        ``missed`` says what a beat does with fire times it missed while down:
+        ``"run_once"`` (the latest of them, once), ``"run_all"`` or ``"skip"``.
+        """
+        task_name = task.name if isinstance(task, Task) else task
+        if isinstance(task, Task):
+            task.check_arguments(args, kwargs or {})
+        schedule = make_schedule(
+            name,
+            task_name,
+            cron=cron,
+            every=every,
+            args=tuple(args),
+            kwargs=kwargs,
+            queue=queue,
+            missed=missed,
+        )
+        self.schedules[name] = schedule
+        return schedule
+
+    def schedule_info(self) -> list[dict[str, Any]]:
+        """Every schedule with its timing, paused flag, last and next fire time (Unix)."""
+        keys = ScheduleKeys(self.settings.namespace)
+        client = self.results.redis
+        paused = {p.decode() for p in client.smembers(keys.paused)}
+        last = {k.decode(): float(v) for k, v in client.hgetall(keys.last).items()}
+        now = time.time()
+        return [
+            {
+                "name": s.name,
+                "task": s.task,
+                "when": s.when,
+                "queue": self.queue_for(s.task, s.queue),
+                "paused": s.name in paused,
+                "last_fire": last.get(s.name),
+                "next_fire": s.next_after(now),
+                "missed": s.missed,
+            }
+            for s in self.schedules.values()
+        ]
+
+    def pause_schedule(self, name: str) -> None:
+        """Stop firing ``name`` (every beat, at once) until resumed."""
+        self._known_schedule(name)
+        self.results.redis.sadd(ScheduleKeys(self.settings.namespace).paused, name)
+
+    def resume_schedule(self, name: str) -> None:
+        """Fire ``name`` again; fire times missed while paused are skipped."""
+        self._known_schedule(name)
+        keys = ScheduleKeys(self.settings.namespace)
+        with self.results.redis.pipeline() as pipe:
+            pipe.srem(keys.paused, name)
+            pipe.hset(keys.last, name, repr(time.time()))
+            pipe.execute()
+
+    def run_schedule_now(self, name: str) -> TaskHandle:
+        """Enqueue one run of ``name`` now, outside its timing."""
+        schedule = self._known_schedule(name)
+        return self.send_task(
+            schedule.task,
+            schedule.args,
+            schedule.kwargs,
+            queue=schedule.queue,
+            task_id=f"{name}@manual-{new_task_id()}",
+        )
+
+    def _known_schedule(self, name: str) -> Schedule:
+        try:
+            return self.schedules[name]
+        except KeyError:
+            known = ", ".join(sorted(self.schedules)) or "none"
+            raise ConfigurationError(f"no schedule named {name!r} (known: {known})") from None
 
     def close(self) -> None:
         """Close this process's broker and Redis connections (reopened when needed)."""

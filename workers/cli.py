@@ -154,6 +154,36 @@ def recorder(app_spec: str | None, batch_size: int, flush_interval: float) -> No
     click.echo(f"recorded {worker.written} events")
 
 
+@cli.command()
+@APP_OPTION
+@click.option("--name", default=None, help="This beat's id in logs and the leader lease.")
+def beat(app_spec: str | None, name: str | None) -> None:
+    """Fire the app's periodic schedules. Run several for high availability: one leads."""
+    import signal
+
+    import redis
+
+    from taskcore.beat import Beat
+    from taskcore.settings import redact_url
+
+    app = load_app(app_spec)
+    if not app.schedules:
+        raise click.ClickException(
+            f"{app_spec or 'the app'} declares no schedules: use app.schedule(...) in its module"
+        )
+    runner = Beat(app, name)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: runner.stop_event.set())
+    try:
+        app.results.redis.ping()
+    except redis.RedisError as exc:
+        raise click.ClickException(
+            f"cannot reach Redis at {app.settings.redis_url}: {exc}"
+        ) from exc
+    runner.run()
+    app.close()
+
+
 @cli.command("init-db")
 def init_db() -> None:
     """Create the task history tables in DATABASE_URL (idempotent)."""

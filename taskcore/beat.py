@@ -1,0 +1,132 @@
+"""``taskcore beat``: fire periodic schedules, with several beats for high availability.
+
+Every beat runs the same loop; a Redis lease (``SET NX PX`` renewed by its
+holder) decides which one fires. If the leader dies, its lease expires and
+another beat takes over within ``LEASE_SECONDS``. The leader publishes each
+due fire time once: it claims the fire time's deterministic id in Redis
+first, and records the last fire time per schedule so that a new leader, or
+a restarted one, carries on where the last stopped (missed fire times are
+handled by each schedule's ``missed`` policy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import redis
+
+from .errors import PublishError
+from .schedules import Schedule, ScheduleKeys
+
+if TYPE_CHECKING:
+    from .app import TaskApp
+
+log = logging.getLogger("taskcore.beat")
+
+LEASE_SECONDS = 3.0
+TICK = 0.2
+#: A fire time's claim is kept this long: far longer than any overlap of two leaders.
+CLAIM_SECONDS = 7 * 86400
+
+# KEYS[1] lease key; ARGV: beat id, lease ms. 1 if this beat holds the lease now.
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+elseif holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Beat:
+    """Runs the schedules of ``app`` while holding the leader lease."""
+
+    def __init__(self, app: TaskApp, name: str | None = None) -> None:
+        self.app = app
+        self.id = name or f"beat-{os.getpid()}@{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        self.keys = ScheduleKeys(app.settings.namespace)
+        self.redis = app.results.redis
+        self._lease = self.redis.register_script(_LEASE)
+        self._release = self.redis.register_script(_RELEASE)
+        self.leading = False
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Tick until ``stop_event`` is set; release the lease on the way out."""
+        log.info("beat %s started with %d schedule(s)", self.id, len(self.app.schedules))
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self.tick(time.time())
+                except redis.RedisError as exc:
+                    if self.leading:
+                        log.error("beat %s lost Redis (%s): not firing", self.id, exc)
+                    self.leading = False
+                self.stop_event.wait(TICK)
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                self._release(keys=[self.keys.leader], args=[self.id])
+            log.info("beat %s stopped", self.id)
+
+    def tick(self, now: float) -> None:
+        """Renew or take the lease; if leading, publish every due fire time."""
+        leading = bool(
+            self._lease(keys=[self.keys.leader], args=[self.id, int(LEASE_SECONDS * 1000)])
+        )
+        if leading != self.leading:
+            log.info("beat %s %s", self.id, "is now the leader" if leading else "is standing by")
+            self.leading = leading
+        if not leading:
+            return
+        paused = {p.decode() for p in self.redis.smembers(self.keys.paused)}
+        for schedule in self.app.schedules.values():
+            if schedule.name not in paused:
+                self._fire_due(schedule, now)
+
+    def _fire_due(self, schedule: Schedule, now: float) -> None:
+        raw = self.redis.hget(self.keys.last, schedule.name)
+        if raw is None:  # a new schedule: start from now, no back-fill
+            self.redis.hset(self.keys.last, schedule.name, repr(now))
+            return
+        to_run, latest = schedule.due(float(raw), now)
+        for fire_time in to_run:
+            if not self.enqueue(schedule, schedule.task_id(fire_time)):
+                return  # try again next tick; the claims of those sent stop repeats
+        if latest is not None:
+            self.redis.hset(self.keys.last, schedule.name, repr(latest))
+
+    def enqueue(self, schedule: Schedule, task_id: str) -> bool:
+        """Claim ``task_id`` and publish it; False if publishing failed (claim released)."""
+        claim = self.keys.claim(task_id)
+        if not self.redis.set(claim, self.id, nx=True, ex=CLAIM_SECONDS):
+            log.debug("%s was already enqueued", task_id)
+            return True
+        try:
+            self.app.send_task(
+                schedule.task,
+                schedule.args,
+                schedule.kwargs,
+                queue=schedule.queue,
+                task_id=task_id,
+            )
+        except PublishError as exc:
+            self.redis.delete(claim)
+            log.error("could not enqueue %s: %s", task_id, exc)
+            return False
+        log.info("enqueued %s (%s)", task_id, schedule.task)
+        return True

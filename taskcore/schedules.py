@@ -1,0 +1,124 @@
+"""Periodic schedules: declared in code, fired by ``taskcore beat``, managed through Redis.
+
+Each fire time has a deterministic task id, ``<schedule name>@<fire time>``,
+and is claimed in Redis (``SET NX``) before it is published, so no fire time
+is ever enqueued twice, even if two beats briefly both think they lead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .cron import Cron
+from .errors import ConfigurationError
+
+#: What a beat does with fire times it missed (it was down, or paused leadership):
+#: run every one of them, run the latest once, or skip them all.
+MISSED_POLICIES = ("run_all", "run_once", "skip")
+#: A fire time older than this when the beat sees it counts as missed.
+ON_TIME = 2.0
+#: run_all never enqueues more than this many missed fire times at once.
+RUN_ALL_CAP = 100
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One periodic task: when (cron or every), what (task name, arguments, queue)."""
+
+    name: str
+    task: str
+    cron: Cron | None = None
+    every: float | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    missed: str = "run_once"
+
+    def __post_init__(self) -> None:
+        if (self.cron is None) == (self.every is None):
+            raise ConfigurationError(f"schedule {self.name!r}: give cron= or every=, not both")
+        if self.every is not None and self.every <= 0:
+            raise ConfigurationError(f"schedule {self.name!r}: every must be positive")
+        if self.missed not in MISSED_POLICIES:
+            raise ConfigurationError(
+                f"schedule {self.name!r}: missed must be one of {', '.join(MISSED_POLICIES)}"
+            )
+
+    @property
+    def when(self) -> str:
+        """Human-readable timing: the cron expression or ``every 300s``."""
+        return self.cron.expression if self.cron else f"every {self.every:g}s"
+
+    def next_after(self, t: float) -> float:
+        """The first fire time strictly after Unix time ``t``."""
+        if self.every is not None:  # multiples of the interval since the epoch
+            return (math.floor(t / self.every) + 1) * self.every
+        assert self.cron is not None
+        moment = datetime.fromtimestamp(t, UTC)
+        return self.cron.next_after(moment).timestamp()
+
+    def due(self, last: float, now: float) -> tuple[list[float], float | None]:
+        """Fire times in (last, now] to run under the missed-fire policy, and the latest
+        fire time in (last, now] (None if there is none), which becomes the new ``last``."""
+        times: list[float] = []
+        t = self.next_after(last)
+        while t <= now:
+            times.append(t)
+            t = self.next_after(t)
+            if len(times) > RUN_ALL_CAP:  # a long outage: keep only the most recent
+                del times[0]
+        if not times:
+            return [], None
+        on_time = [t for t in times if now - t <= ON_TIME]
+        missed = [t for t in times if now - t > ON_TIME]
+        if not missed or self.missed == "skip":
+            return on_time, times[-1]
+        if self.missed == "run_once":
+            return [missed[-1], *on_time], times[-1]
+        return missed + on_time, times[-1]
+
+    def task_id(self, fire_time: float) -> str:
+        """The deterministic id of the run for one fire time."""
+        stamp = datetime.fromtimestamp(fire_time, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return f"{self.name}@{stamp}"
+
+
+def make_schedule(
+    name: str,
+    task: str,
+    *,
+    cron: str | None = None,
+    every: timedelta | float | None = None,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    queue: str | None = None,
+    missed: str = "run_once",
+) -> Schedule:
+    """Build a Schedule from user-facing arguments (cron text, timedelta)."""
+    seconds = every.total_seconds() if isinstance(every, timedelta) else every
+    return Schedule(
+        name=name,
+        task=task,
+        cron=Cron.parse(cron) if cron is not None else None,
+        every=seconds,
+        args=tuple(args),
+        kwargs=dict(kwargs or {}),
+        queue=queue,
+        missed=missed,
+    )
+
+
+class ScheduleKeys:
+    """Redis keys of schedule state under one namespace."""
+
+    def __init__(self, namespace: str) -> None:
+        self.paused = f"{namespace}:schedules:paused"
+        self.last = f"{namespace}:schedules:last"
+        self.leader = f"{namespace}:beat:leader"
+        self.namespace = namespace
+
+    def claim(self, task_id: str) -> str:
+        return f"{self.namespace}:schedules:fired:{task_id}"

@@ -1,0 +1,107 @@
+"""Periodic schedules: cron arithmetic, and two beats firing each fire time exactly once."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+
+from taskcore import ConfigurationError
+from taskcore.cron import Cron
+from taskcore.schedules import make_schedule
+
+from .worker_log import events, wait_events
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("expression", "after", "expected"),
+    [
+        ("0 2 * * *", "2026-11-22T18:30", "2026-11-23T02:00"),
+        ("*/15 9-17 * * mon-fri", "2026-11-21T18:30", "2026-11-23T09:00"),  # Saturday
+        ("0 0 29 2 *", "2026-03-01T00:00", "2028-02-29T00:00"),
+        ("30 4 1,15 * 5", "2026-11-21T18:30", "2026-11-27T04:30"),  # a Friday comes first
+        ("0 0 * * 7", "2026-11-22T00:00", "2026-11-29T00:00"),  # 7 is Sunday too
+    ],
+)
+def test_cron_next_fire_time(expression: str, after: str, expected: str) -> None:
+    assert Cron.parse(expression).next_after(at(after)) == at(expected)
+
+
+@pytest.mark.parametrize("bad", ["* * * *", "61 * * * *", "* * * foo *", "5-1 * * * *"])
+def test_bad_cron_expressions_say_what_is_wrong(bad: str) -> None:
+    with pytest.raises(ConfigurationError, match="cron expression"):
+        Cron.parse(bad)
+
+
+def test_missed_fire_time_policies() -> None:
+    def due(policy: str) -> list[float]:
+        schedule = make_schedule("s", "t", every=10, missed=policy)
+        return schedule.due(last=100.0, now=151.0)[0]
+
+    assert due("run_all") == [110.0, 120.0, 130.0, 140.0, 150.0]
+    assert due("run_once") == [140.0, 150.0]  # the latest missed one, then the on-time one
+    assert due("skip") == [150.0]
+
+
+def test_two_beats_fire_each_time_once_and_survive_the_leader(
+    app_from, start_worker, start_command, rdb, redis_prefix
+) -> None:
+    app_from("scheduled")
+    start_worker("scheduled", "-Q", "periodic")
+    beats = [
+        start_command(
+            "--loglevel", "info", "beat", "-A", "tests.apps.scheduled:app", "--name", f"beat-{i}"
+        )
+        for i in range(2)
+    ]
+    for beat in beats:
+        beat.wait_for_output("started")
+    wait_events(rdb, redis_prefix, "tick", 6, timeout=15)
+    leader = next(b for b in beats if "is now the leader" in b.output)
+    follower = next(b for b in beats if b is not leader)
+    leader.signal(signal.SIGKILL)
+    leader.wait(10)
+    killed_at = time.time()
+    follower.wait_for_output("is now the leader", timeout=10)
+    wait_events(rdb, redis_prefix, "tick", 12, timeout=20)
+
+    ticks = events(rdb, redis_prefix, "tick")
+    ids = [t["id"] for t in ticks]
+    assert all(n == 1 for n in Counter(ids).values()), Counter(ids).most_common(3)
+    seconds = sorted(
+        datetime.strptime(re.sub(r"^every-second@", "", i), "%Y-%m-%dT%H:%M:%S.%fZ")
+        .replace(tzinfo=UTC)
+        .timestamp()
+        for i in ids
+    )
+    before = [s for s in seconds if s < killed_at - 1]
+    assert before == [before[0] + k for k in range(len(before))]  # no gaps, no repeats
+    assert any(s > killed_at + 1 for s in seconds)  # the follower kept firing
+
+
+def test_pause_resume_run_now_and_list(app_from, start_worker, start_command, rdb, redis_prefix):
+    app = app_from("scheduled")
+    start_worker("scheduled", "-Q", "periodic")
+    app.pause_schedule("every-second")
+    beat = start_command("beat", "-A", "tests.apps.scheduled:app")
+    beat.wait_for_output("is now the leader")
+    time.sleep(2.5)
+    assert events(rdb, redis_prefix, "tick") == []
+    info = {s["name"]: s for s in app.schedule_info()}
+    assert info["every-second"]["paused"] is True
+    assert info["nightly"]["when"] == "0 2 * * *" and info["nightly"]["queue"] == "periodic"
+    handle = app.run_schedule_now("nightly")
+    assert handle.get(timeout=10) is None
+    assert [t["label"] for t in events(rdb, redis_prefix, "tick")] == ["n"]
+    app.resume_schedule("every-second")
+    wait_events(rdb, redis_prefix, "tick", 3, timeout=10)
+    with pytest.raises(ConfigurationError, match="no schedule named 'nope'"):
+        app.pause_schedule("nope")
