@@ -164,7 +164,6 @@ def beat(app_spec: str | None, name: str | None) -> None:
     import redis
 
     from taskcore.beat import Beat
-    from taskcore.settings import redact_url
 
     app = load_app(app_spec)
     if not app.schedules:
