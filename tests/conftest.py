@@ -197,3 +197,21 @@ def start_command(task_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def cli(task_env: dict[str, str]) -> Any:
+    """Run `taskcore ...` as a subprocess with this test's environment."""
+
+    def run(*args: str, input: str | None = None, timeout: float = 60) -> Any:
+        return subprocess.run(
+            [sys.executable, "-m", "workers", *args],
+            cwd=ROOT,
+            env={**os.environ, **task_env},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

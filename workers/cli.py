@@ -10,6 +10,7 @@ import click
 
 from taskcore import TaskcoreError
 
+from . import ops_cli
 from .loading import load_app
 
 APP_OPTION = click.option(
@@ -196,6 +197,10 @@ def init_db() -> None:
     except sa.exc.OperationalError as exc:
         raise click.ClickException(f"cannot reach the database {engine.url}: {exc.orig}") from exc
     click.echo(f"task history tables are ready in {engine.url}")
+
+
+for _command in ops_cli.COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -1,0 +1,278 @@
+"""Operations commands: send, result, cancel, purge, dlq, rate-limit, schedule, status, health."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Any
+
+import click
+import redis
+
+from taskcore import PublishError, TaskApp, TaskcoreError, TaskFailed
+from taskcore.topology import dead_queue
+
+from . import broker_ops
+from .loading import load_app
+from .output import FORMAT_OPTION, emit
+
+APP_OPTION = click.option(
+    "-A", "--app", "app_spec", envvar="TASKCORE_APP", metavar="MODULE:APP",
+    help="The TaskApp to use, e.g. webapp.tasks:app (or set TASKCORE_APP).",
+)  # fmt: skip
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print an error to stderr and exit non-zero."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def _json_arg(text: str, name: str, kind: type) -> Any:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=name) from None
+    if not isinstance(value, kind):
+        raise click.BadParameter(f"must be a JSON {kind.__name__}", param_hint=name)
+    return value
+
+
+@click.command()
+@APP_OPTION
+@click.argument("task_name")
+@click.option("--args", "args_json", default="[]", show_default=True, help="JSON list.")
+@click.option("--kwargs", "kwargs_json", default="{}", show_default=True, help="JSON object.")
+@click.option("--countdown", type=float, default=None, help="Seconds to wait before running.")
+@click.option("--queue", default=None, help="Queue (default: the task's routing).")
+@click.option("--task-id", default=None, help="Choose the task id.")
+def send(app_spec, task_name, args_json, kwargs_json, countdown, queue, task_id) -> None:
+    """Queue a task by name and print its id."""
+    app = load_app(app_spec)
+    args = _json_arg(args_json, "--args", list)
+    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+    try:
+        handle = app.send_task(
+            task_name, args, kwargs, countdown=countdown, queue=queue, task_id=task_id
+        )
+    except (TaskcoreError, TypeError) as exc:
+        fail(str(exc))
+    click.echo(handle.id)
+
+
+@click.command()
+@APP_OPTION
+@click.argument("task_id")
+@click.option("--wait", is_flag=True, help="Wait for the task to finish.")
+@click.option("--timeout", type=float, default=None, help="With --wait: give up after seconds.")
+@FORMAT_OPTION
+def result(app_spec, task_id, wait, timeout, fmt) -> None:
+    """Show a task's state and result (exit 1 if it failed)."""
+    app = load_app(app_spec)
+    try:
+        if wait:
+            with contextlib.suppress(TaskFailed):
+                app.result(task_id).get(timeout=timeout)
+        status = app.status(task_id)
+    except TimeoutError as exc:
+        fail(str(exc))
+    except redis.RedisError as exc:
+        fail(f"cannot reach Redis: {exc}")
+    row = status.as_dict()
+    if fmt == "json":
+        click.echo(json.dumps(row, default=str, indent=2))
+    else:
+        for key, value in row.items():
+            if value not in (None, {}, ""):
+                click.echo(f"{key:>12}: {value}")
+    if status.state in {"FAILURE", "DEAD", "REVOKED"}:
+        sys.exit(1)
+
+
+@click.command()
+@APP_OPTION
+@click.argument("task_id")
+@click.option("--terminate", is_flag=True, help="Stop it even if it is running.")
+def cancel(app_spec, task_id, terminate) -> None:
+    """Revoke a task: skipped if not started; stopped if running with --terminate."""
+    app = load_app(app_spec)
+    try:
+        app.revoke(task_id, terminate=terminate)
+        state = app.status(task_id).state
+    except redis.RedisError as exc:
+        fail(f"cannot reach Redis: {exc}")
+    click.echo(f"{task_id}: revoked{' (terminate)' if terminate else ''}; state {state}")
+
+
+@click.command()
+@APP_OPTION
+@click.argument("queue")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(app_spec, queue, yes) -> None:
+    """Remove every waiting message from QUEUE (not its dead letters)."""
+    app = load_app(app_spec)
+    if not yes:
+        click.confirm(f"Remove every waiting message from {queue!r}?", abort=True)
+    removed = _broker(app, lambda ch: broker_ops.purge(ch, queue), queue)
+    click.echo(f"removed {removed} message(s) from {queue}")
+
+
+@click.group()
+def dlq() -> None:
+    """Dead-letter queues: list, show, replay, purge."""
+
+
+@dlq.command("list")
+@APP_OPTION
+@click.argument("queue")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@FORMAT_OPTION
+def dlq_list(app_spec, queue, limit, fmt) -> None:
+    """List the dead letters of QUEUE (without removing them)."""
+    app = load_app(app_spec)
+    rows = _broker(app, lambda ch: broker_ops.peek(ch, dead_queue(queue), limit), queue)
+    columns = ["id", "task", "reason", "attempts", "dead_at", "error"]
+    emit([{c: r[c] for c in columns} for r in rows] if fmt == "table" else rows, fmt, columns)
+
+
+@dlq.command("show")
+@APP_OPTION
+@click.argument("queue")
+@click.argument("number", default=1, type=click.IntRange(min=1))
+@FORMAT_OPTION
+def dlq_show(app_spec, queue, number, fmt) -> None:
+    """Show the NUMBERth dead letter of QUEUE in full: reason, traceback, arguments."""
+    app = load_app(app_spec)
+    rows = _broker(app, lambda ch: broker_ops.peek(ch, dead_queue(queue), number), queue)
+    if len(rows) < number:
+        fail(f"{dead_queue(queue)} holds only {len(rows)} message(s)")
+    row = rows[number - 1]
+    if fmt == "json":
+        click.echo(json.dumps(row, default=str, indent=2))
+        return
+    for key in ("id", "task", "reason", "attempts", "dead_at", "error", "body"):
+        click.echo(f"{key:>9}: {row[key]}")
+    traceback = row["headers"].get("x-taskcore-traceback")
+    if traceback:
+        click.echo("traceback:\n" + traceback)
+
+
+@dlq.command("replay")
+@APP_OPTION
+@click.argument("queue")
+@click.option("--task", "task_name", default=None, help="Only dead letters of this task.")
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many.")
+def dlq_replay(app_spec, queue, task_name, limit) -> None:
+    """Send dead letters back to QUEUE with their attempts reset (each confirmed first)."""
+    app = load_app(app_spec)
+
+    def work(channel):
+        return _replay_with_bar(app, channel, queue, task_name, limit)
+
+    moved, kept = _broker(app, work, queue)
+    kept_note = f"; {kept} of other tasks left in place" if kept else ""
+    click.echo(f"replayed {moved} message(s) from {dead_queue(queue)} to {queue}{kept_note}")
+
+
+async def _replay_with_bar(app, channel, queue, task_name, limit):
+    depth, _ = await broker_ops.queue_depth(channel, dead_queue(queue))
+    length = min(depth, limit) if limit else depth
+    with click.progressbar(length=length, label="replaying", file=sys.stderr) as bar:
+        return await broker_ops.replay(
+            app, channel, queue, task=task_name, limit=limit, progress=bar.update
+        )
+
+
+@dlq.command("purge")
+@APP_OPTION
+@click.argument("queue")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def dlq_purge(app_spec, queue, yes) -> None:
+    """Delete every dead letter of QUEUE."""
+    app = load_app(app_spec)
+    if not yes:
+        click.confirm(f"Delete every dead letter in {dead_queue(queue)!r}?", abort=True)
+    removed = _broker(app, lambda ch: broker_ops.purge(ch, dead_queue(queue)), queue)
+    click.echo(f"removed {removed} dead letter(s) from {dead_queue(queue)}")
+
+
+@click.command("rate-limit")
+@APP_OPTION
+@click.argument("name", required=False)
+@click.argument("rate", required=False)
+@click.option("--reset", is_flag=True, help="Go back to the limit declared in code.")
+@FORMAT_OPTION
+def rate_limit(app_spec, name, rate, reset, fmt) -> None:
+    """Show the global rate limits, or set NAME (task or queue:<q>) to RATE, e.g. 20/m."""
+    app = load_app(app_spec)
+    try:
+        if name and (rate or reset):
+            app.set_rate_limit(name, None if reset else rate)
+        limits = app.rate_limits()
+    except TaskcoreError as exc:
+        fail(str(exc))
+    except redis.RedisError as exc:
+        fail(f"cannot reach Redis: {exc}")
+    rows = [{"name": n, "limit": r} for n, r in sorted(limits.items()) if not name or n == name]
+    emit(rows, fmt, ["name", "limit"])
+
+
+@click.group()
+def schedule() -> None:
+    """Periodic schedules: list, pause, resume, run."""
+
+
+@schedule.command("list")
+@APP_OPTION
+@FORMAT_OPTION
+def schedule_list(app_spec, fmt) -> None:
+    """List schedules with their timing, state, and last and next fire time."""
+    app = load_app(app_spec)
+    try:
+        emit(app.schedule_info(), fmt, ["name", "task", "when", "queue", "paused",
+                                        "last_fire", "next_fire"])  # fmt: skip
+    except redis.RedisError as exc:
+        fail(f"cannot reach Redis: {exc}")
+
+
+def _schedule_action(verb: str, act) -> click.Command:
+    @click.command(verb, help=f"{verb.capitalize()} the schedule NAME.")
+    @APP_OPTION
+    @click.argument("name")
+    def command(app_spec, name) -> None:
+        app = load_app(app_spec)
+        try:
+            outcome = act(app, name)
+        except TaskcoreError as exc:
+            fail(str(exc))
+        except redis.RedisError as exc:
+            fail(f"cannot reach Redis: {exc}")
+        click.echo(outcome)
+
+    return command
+
+
+schedule.add_command(
+    _schedule_action("pause", lambda app, n: app.pause_schedule(n) or f"{n}: paused")
+)
+schedule.add_command(
+    _schedule_action("resume", lambda app, n: app.resume_schedule(n) or f"{n}: resumed")
+)
+schedule.add_command(_schedule_action("run", lambda app, n: app.run_schedule_now(n).id))
+
+
+def _broker(app: TaskApp, work, queue: str):
+    try:
+        return broker_ops.run(app, work)
+    except PublishError as exc:
+        fail(str(exc))
+    except broker_ops.QueueMissing as exc:
+        fail(f"no queue named {exc} on the broker")
+    except Exception as exc:
+        if "NOT_FOUND" in str(exc):
+            fail(f"no queue named {queue!r} (or its dead-letter queue) on the broker")
+        raise
+
+
+COMMANDS = [send, result, cancel, purge, dlq, rate_limit, schedule]
