@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,8 @@ class MessageHandler:
         #: Tasks running now, by task id.
         self.running: dict[str, Running] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        #: State changes recorded by this process, by (queue, state): for heartbeats.
+        self.counts: Counter[tuple[str, str]] = Counter()
 
     def _spawn(self, coro: Any) -> None:
         """Run a coroutine in the background, keeping a reference until it is done."""
@@ -402,6 +405,7 @@ class MessageHandler:
         )
 
     async def _record_id(self, task_id: str, state: State, **fields: Any) -> None:
+        self.counts[(str(fields.get("queue")), str(state))] += 1
         if self.events is not None:
             self._spawn(self.events.emit(task_id, state, fields))
         try:

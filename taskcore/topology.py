@@ -92,6 +92,8 @@ class Topology:
         self.dead_exchange = f"{namespace}.dead"
         #: Topic exchange at the bottom of the delay cascade.
         self.delivery_exchange = f"{namespace}.delay.deliver"
+        #: Fanout exchange for remote-control commands to every worker.
+        self.control_exchange = f"{namespace}.control"
         #: Topic exchange for lifecycle events (routing keys ``task.<state>``).
         self.events_exchange = f"{namespace}.events"
         #: Durable queue where ``taskcore recorder`` collects the events.
@@ -111,6 +113,9 @@ class Topology:
         )
         await channel.declare_exchange(
             self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        await channel.declare_exchange(
+            self.control_exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
         below: AbstractExchange = await channel.declare_exchange(
             self.delivery_exchange, aio_pika.ExchangeType.TOPIC, durable=True

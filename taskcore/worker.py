@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 
 from .aio import wait_any
 from .broker import CONNECTION_ERRORS, BrokerClient
+from .control import WorkerControl
 from .errors import PublishError
 from .events import EventPublisher
 from .execution import MessageHandler
@@ -95,6 +96,7 @@ class Worker:
             replace_process=self.replace_process if supervised else None,
             events=EventPublisher(settings, app.topology),
         )
+        self.control = WorkerControl(self)
         self.gate = RateGate(
             app, self.handler, RateLimiter(self.handler.results.redis, settings.namespace)
         )
@@ -113,12 +115,19 @@ class Worker:
         """Consume until ``request_stop()``, reconnecting when the broker drops the connection."""
         await self.start()
         listener = asyncio.ensure_future(self._listen_for_revocations())
+        heartbeat = asyncio.ensure_future(self.control.heartbeat())
         try:
             while await self._wait_for_stop_or_lost_connection() == "lost":
                 await self._reconnect()
         finally:
             listener.cancel()
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
             await self.shutdown()
+
+    def held_messages(self) -> list[AbstractIncomingMessage]:
+        """Messages this worker holds unacknowledged: running, or waiting for a slot."""
+        return list(self._running.values())
 
     @property
     def stopping(self) -> bool:
@@ -147,6 +156,7 @@ class Worker:
         # treat that like a lost connection.
         channel.close_callbacks.add(self._on_connection_closed)
         await channel.set_qos(prefetch_count=self.concurrency)
+        await self.control.listen(channel)
         for name in self.queues:
             queue = await channel.get_queue(name, ensure=False)
             tag = await queue.consume(functools.partial(self._on_message, queue=name))

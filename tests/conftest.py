@@ -203,11 +203,16 @@ def start_command(task_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
 def cli(task_env: dict[str, str]) -> Any:
     """Run `taskcore ...` as a subprocess with this test's environment."""
 
-    def run(*args: str, input: str | None = None, timeout: float = 60) -> Any:
+    def run(
+        *args: str,
+        input: str | None = None,
+        timeout: float = 60,
+        env_overrides: dict[str, str] | None = None,
+    ) -> Any:
         return subprocess.run(
             [sys.executable, "-m", "workers", *args],
             cwd=ROOT,
-            env={**os.environ, **task_env},
+            env={**os.environ, **task_env, **(env_overrides or {})},
             input=input,
             capture_output=True,
             text=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from .broker_tools import Probe
 from .worker_log import wait_events
@@ -100,3 +101,51 @@ def test_schedule_commands(cli, app_from) -> None:
     assert run.returncode == 0 and run.stdout.startswith("nightly@manual-")
     unknown = cli("schedule", "pause", *s, "nope")
     assert unknown.returncode == 1 and "no schedule named 'nope'" in unknown.stderr
+
+
+def test_inspect_asks_every_worker_process(cli, app_from, start_worker, rdb, redis_prefix) -> None:
+    app = app_from("basic")
+    start_worker("basic", "-Q", "work", "--processes", "2", "--hostname", "w%i@%h")
+    pong = cli("inspect", *A, "ping", "--timeout", "1", "--format", "json")
+    assert pong.returncode == 0, pong.stderr
+    replies = json.loads(pong.stdout)
+    assert sorted(r["worker"].split("@")[0] for r in replies) == ["w0", "w1"]
+    assert {r["reply"] for r in replies} == {"pong"}
+    app.tasks[T + "sleeper"].delay(3.0, "busy")
+    wait_events(rdb, redis_prefix, "start", 1)
+    active = json.loads(cli("inspect", *A, "active", "--format", "json").stdout)
+    running = [task for r in active for task in r["reply"]]
+    assert [t["task"] for t in running] == [T + "sleeper"]
+    registered = json.loads(cli("inspect", *A, "registered", "--format", "json").stdout)
+    assert T + "note" in registered[0]["reply"]
+
+
+def test_inspect_with_no_worker_fails_clearly(cli, app_from) -> None:
+    app_from("basic")
+    nobody = cli("inspect", *A, "ping", "--timeout", "0.5")
+    assert nobody.returncode == 1 and "no worker answered within 0.5s" in nobody.stderr
+
+
+def test_status_and_health(cli, app_from, start_worker, probe: Probe) -> None:
+    app = app_from("basic")
+    app.tasks[T + "boom"].delay("x")
+    unhealthy = cli("health", *A, "--format", "json")
+    checks = {c["check"]: c["status"] for c in json.loads(unhealthy.stdout)}
+    assert unhealthy.returncode == 1  # no worker yet: a warning
+    assert checks["broker"] == "ok" and checks["redis"] == "ok" and checks["workers"] == "warn"
+    start_worker("basic", "-Q", "work")
+    assert probe.wait_depth("work.dead", 1) == 1
+    time.sleep(0.5)
+    shown = cli("status", *A, "--format", "json")
+    reading = json.loads(shown.stdout)
+    work = next(q for q in reading["queues"] if q["queue"] == "work")
+    assert work["ready"] == 0 and work["consumers"] == 1 and work["dead"] == 1
+    assert [w["alive"] for w in reading["workers"]] == [True]
+    summary = cli("status", *A, "--format", "summary")
+    assert "dead=1" in summary.stdout and "workers=1" in summary.stdout
+    warned = cli("health", *A)
+    assert warned.returncode == 1 and "1 dead" in warned.stdout  # a dead letter warns
+    broker_down = cli(
+        "health", *A, env_overrides={"TASKCORE_BROKER_URL": "amqp://g:g@127.0.0.1:1/"}
+    )
+    assert broker_down.returncode == 2 and "fail" in broker_down.stdout

@@ -10,7 +10,7 @@ import click
 
 from taskcore import TaskcoreError
 
-from . import ops_cli
+from . import monitor_cli, ops_cli
 from .loading import load_app
 
 APP_OPTION = click.option(
@@ -199,7 +199,7 @@ def init_db() -> None:
     click.echo(f"task history tables are ready in {engine.url}")
 
 
-for _command in ops_cli.COMMANDS:
+for _command in [*ops_cli.COMMANDS, *monitor_cli.COMMANDS]:
     cli.add_command(_command)
 
 

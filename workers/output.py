@@ -30,7 +30,8 @@ def emit(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None
     columns = list(columns or rows[0].keys())
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    header = "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))
+    click.echo(header.rstrip())
     for row in cells:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
