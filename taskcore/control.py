@@ -64,6 +64,7 @@ class WorkerControl:
             "concurrency": worker.concurrency,
             "running": len(handler.running),
             "held": len(worker.held_messages()),
+            "held_by_queue": dict(worker.held_by_queue),
             "processed": worker.processed,
             "started": self.started,
             "at": time.time(),

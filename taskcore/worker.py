@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -84,6 +85,8 @@ class Worker:
         #: Stop gracefully after this many messages (a supervisor starts a fresh process).
         self.max_tasks = max_tasks
         self.processed = 0
+        #: Unacknowledged messages held now, by queue (running or waiting for a slot).
+        self.held_by_queue: Counter[str] = Counter()
         self._client = BrokerClient(app.settings, app.topology)
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="taskcore-task")
         settings = app.settings
@@ -253,7 +256,12 @@ class Worker:
     async def _on_message(self, message: AbstractIncomingMessage, queue: str) -> None:
         task = asyncio.create_task(self._handle_in_slot(message, queue))
         self._running[task] = message
-        task.add_done_callback(self._running.pop)
+        self.held_by_queue[queue] += 1
+        task.add_done_callback(functools.partial(self._release, queue=queue))
+
+    def _release(self, task: asyncio.Task[None], queue: str) -> None:
+        self._running.pop(task, None)
+        self.held_by_queue[queue] -= 1
 
     async def _handle_in_slot(self, message: AbstractIncomingMessage, queue: str) -> None:
         if not await self.gate.admit(message, queue):

@@ -140,6 +140,7 @@ def test_status_and_health(cli, app_from, start_worker, probe: Probe) -> None:
     reading = json.loads(shown.stdout)
     work = next(q for q in reading["queues"] if q["queue"] == "work")
     assert work["ready"] == 0 and work["consumers"] == 1 and work["dead"] == 1
+    assert work["in_per_s"] is None  # tasks/s in needs two readings (--watch)
     assert [w["alive"] for w in reading["workers"]] == [True]
     summary = cli("status", *A, "--format", "summary")
     assert "dead=1" in summary.stdout and "workers=1" in summary.stdout
@@ -149,3 +150,17 @@ def test_status_and_health(cli, app_from, start_worker, probe: Probe) -> None:
         "health", *A, env_overrides={"TASKCORE_BROKER_URL": "amqp://g:g@127.0.0.1:1/"}
     )
     assert broker_down.returncode == 2 and "fail" in broker_down.stdout
+
+
+def test_status_counts_unacked_messages_from_heartbeats(
+    cli, app_from, start_worker, rdb, redis_prefix
+) -> None:
+    app = app_from("basic")
+    start_worker("basic", "-Q", "work")
+    app.tasks[T + "sleeper"].delay(8.0, "held")
+    wait_events(rdb, redis_prefix, "start", 1)
+    time.sleep(5.5)  # the next heartbeat (every 5 s) reports it
+    reading = json.loads(cli("status", *A, "--format", "json").stdout)
+    work = next(q for q in reading["queues"] if q["queue"] == "work")
+    assert work["unacked"] == 1 and work["ready"] == 0
+    assert reading["workers"][0]["running"] == 1

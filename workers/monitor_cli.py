@@ -57,8 +57,12 @@ def known_queues(app: TaskApp, beats: list[dict[str, Any]]) -> list[str]:
     return sorted(queues)
 
 
-def collect(app: TaskApp) -> dict[str, Any]:
-    """One reading of queues (broker), workers (heartbeats) and schedules (Redis)."""
+def collect(app: TaskApp, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One reading of queues (broker), workers (heartbeats) and schedules (Redis).
+
+    Tasks/s in needs two readings (``previous``, as ``--watch`` has): it is the
+    rate out plus the growth of the queue between them.
+    """
     beats = read_heartbeats(app)
     alive = [b for b in beats if b["alive"]]
     names = known_queues(app, beats)
@@ -88,17 +92,32 @@ def collect(app: TaskApp) -> dict[str, Any]:
                     failed += delta
         ready = found[name]
         dead = found[dead_queue(name)]
+        out_rate = done / seconds if seconds else None
         rows.append(
             {
                 "queue": name,
                 "ready": ready[0] if ready else None,
+                "unacked": sum(b.get("held_by_queue", {}).get(name, 0) for b in alive),
                 "consumers": ready[1] if ready else None,
                 "dead": dead[0] if dead else None,
-                "out_per_s": round(done / seconds, 2) if seconds else None,
+                "in_per_s": _in_rate(previous, name, ready[0] if ready else None, out_rate),
+                "out_per_s": round(out_rate, 2) if out_rate is not None else None,
                 "failure_rate": round(failed / done, 3) if done else None,
             }
         )
     return {"queues": rows, "workers": beats, "schedules": app.schedule_info(), "at": time.time()}
+
+
+def _in_rate(
+    previous: dict[str, Any] | None, name: str, ready: int | None, out_rate: float | None
+) -> float | None:
+    if previous is None or ready is None or out_rate is None:
+        return None
+    before = next((q for q in previous["queues"] if q["queue"] == name), None)
+    if before is None or before["ready"] is None:
+        return None
+    seconds = time.time() - previous["at"]
+    return round(max(0.0, out_rate + (ready - before["ready"]) / seconds), 2)
 
 
 @click.command()
@@ -112,9 +131,10 @@ def collect(app: TaskApp) -> dict[str, Any]:
 def status(app_spec, fmt, watch, interval) -> None:
     """Queues (depth, consumers, dead letters, tasks/s out, failure rate), workers, schedules."""
     app = load_app(app_spec)
+    reading = None
     while True:
         try:
-            reading = collect(app)
+            reading = collect(app, reading)
         except PublishError as exc:
             fail(str(exc))
         except redis.RedisError as exc:
