@@ -111,11 +111,7 @@ def cancel(app_spec, task_id, terminate) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge(app_spec, queue, yes) -> None:
     """Remove every waiting message from QUEUE (not its dead letters)."""
-    app = load_app(app_spec)
-    if not yes:
-        click.confirm(f"Remove every waiting message from {queue!r}?", abort=True)
-    removed = _broker(app, lambda ch: broker_ops.purge(ch, queue), queue)
-    click.echo(f"removed {removed} message(s) from {queue}")
+    _purge_after_asking(app_spec, queue, queue, "message(s)", yes)
 
 
 @click.group()
@@ -190,11 +186,15 @@ async def _replay_with_bar(app, channel, queue, task_name, limit):
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def dlq_purge(app_spec, queue, yes) -> None:
     """Delete every dead letter of QUEUE."""
+    _purge_after_asking(app_spec, queue, dead_queue(queue), "dead letter(s)", yes)
+
+
+def _purge_after_asking(app_spec: str | None, queue: str, target: str, what: str, yes: bool):
     app = load_app(app_spec)
     if not yes:
-        click.confirm(f"Delete every dead letter in {dead_queue(queue)!r}?", abort=True)
-    removed = _broker(app, lambda ch: broker_ops.purge(ch, dead_queue(queue)), queue)
-    click.echo(f"removed {removed} dead letter(s) from {dead_queue(queue)}")
+        click.confirm(f"Remove every {what.removesuffix('(s)')} in {target!r}?", abort=True)
+    removed = _broker(app, lambda ch: broker_ops.purge(ch, target), queue)
+    click.echo(f"removed {removed} {what} from {target}")
 
 
 @click.command("rate-limit")
