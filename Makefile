@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install services schema test lint run clean
+.PHONY: install services schema test lint run bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ schema: install services
 
 test: install services schema lint
 	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
+
+# Benchmarks against Celery and Dramatiq (extra "bench"); not part of make test.
+bench: install services
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 run: install services
 	bash scripts/run_dev.sh

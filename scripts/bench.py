@@ -1,0 +1,320 @@
+"""Benchmark taskcore against Celery and Dramatiq on the same RabbitMQ and Redis (`make bench`).
+
+Every system runs the same task body (one Redis INCR) in its own vhost. Each
+measurement runs in a fresh process and is repeated; the table shows medians
+and each taskcore figure as a ratio to the best peer. Usage:
+
+    python scripts/bench.py [--runs 3] [--quick] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+SYSTEMS = ("taskcore", "celery", "dramatiq")
+PY = sys.executable
+
+
+# -- one measurement per process (`bench.py _enqueue ...`, `_probes ...`) -------------------
+
+
+def _enqueue(system: str, mode: str, n: int) -> float:
+    """Send n tasks; returns tasks/s. mode: confirmed, batch, unconfirmed."""
+    if system == "taskcore":
+        from scripts.bench_apps.taskcore_app import incr_task as task
+
+        task.delay()  # connect and declare outside the timing
+        started = time.perf_counter()
+        if mode == "batch":
+            task.map([() for _ in range(n)])
+        else:
+            for _ in range(n):
+                task.delay()
+    elif system == "celery":
+        from celery import group
+
+        from scripts.bench_apps.celery_app import incr_task as task
+
+        task.delay()
+        started = time.perf_counter()
+        if mode == "batch":
+            group(task.s() for _ in range(n)).apply_async()
+        else:
+            for _ in range(n):
+                task.delay()
+    else:
+        import dramatiq
+
+        from scripts.bench_apps.dramatiq_app import incr_task as task
+
+        task.send()
+        started = time.perf_counter()
+        if mode == "batch":
+            dramatiq.group(task.message() for _ in range(n)).run()
+        else:
+            for _ in range(n):
+                task.send()
+    return n / (time.perf_counter() - started)
+
+
+def _probes(system: str, n: int, rate: float) -> None:
+    """Send n latency probes at a steady rate."""
+    if system == "taskcore":
+        from scripts.bench_apps.taskcore_app import probe_task
+
+        def send(t: float) -> None:
+            probe_task.delay(t)
+    elif system == "celery":
+        from scripts.bench_apps.celery_app import probe_task
+
+        def send(t: float) -> None:
+            probe_task.delay(t)
+    else:
+        from scripts.bench_apps.dramatiq_app import probe_task
+
+        def send(t: float) -> None:
+            probe_task.send(t)
+
+    start = time.perf_counter()
+    for i in range(n):
+        due = start + i / rate
+        if (wait := due - time.perf_counter()) > 0:
+            time.sleep(wait)
+        send(time.time())
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+
+class Run:
+    """A vhost and a Redis prefix for one measurement, cleaned up afterwards."""
+
+    def __init__(self, system: str, confirm: bool = True) -> None:
+        self.system = system
+        self.vhost = f"bench-{uuid.uuid4().hex[:8]}"
+        self.prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+        self.redis = redis.Redis.from_url(REDIS_URL)
+        url = f"amqp://guest:guest@127.0.0.1:5672/{quote(self.vhost, safe='')}"
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "BENCH_BROKER_URL": url,
+            "TASKCORE_BROKER_URL": url,
+            "TASKCORE_NAMESPACE": f"tc{self.vhost[-8:]}",
+            "BENCH_PREFIX": self.prefix,
+            "BENCH_REDIS_URL": REDIS_URL,
+            "BENCH_CONFIRM": "1" if confirm else "0",
+            "TASKCORE_CONFIRM_PUBLISH": "1" if confirm else "0",
+        }
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Run:
+        _ctl("add_vhost", self.vhost)
+        _ctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            for child in psutil.Process(self.worker.pid).children(recursive=True):
+                child.kill()
+            self.worker.kill()
+            self.worker.wait()
+        _ctl("delete_vhost", self.vhost)
+        keys = list(self.redis.scan_iter(self.prefix + "*"))
+        if keys:
+            self.redis.delete(*keys)
+        namespace = self.env["TASKCORE_NAMESPACE"]
+        keys = list(self.redis.scan_iter(namespace + ":*"))
+        if keys:
+            self.redis.delete(*keys)
+
+    def child(self, *args: str) -> str:
+        done = subprocess.run(
+            [PY, str(Path(__file__)), *args], env=self.env, capture_output=True, text=True, cwd=ROOT
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def start_worker(self, results: bool = True) -> float:
+        commands = {
+            "taskcore": [PY, "-m", "workers", "--loglevel", "warning", "worker", "-A",
+                         "scripts.bench_apps.taskcore_app:app", "-Q", "bench", "-c", "8"],
+            "celery": [PY, "-m", "celery", "-A", "scripts.bench_apps.celery_app", "worker",
+                       "-P", "threads", "-c", "8", "-Q", "bench", "--loglevel", "warning",
+                       "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            "dramatiq": [PY, "-m", "dramatiq", "scripts.bench_apps.dramatiq_app",
+                         "--processes", "1", "--threads", "8", "--queues", "bench"],
+        }  # fmt: skip
+        started = time.perf_counter()
+        self.worker = subprocess.Popen(
+            commands[self.system],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return started
+
+    def count(self) -> int:
+        return int(self.redis.get(self.prefix + "count") or 0)
+
+    def wait_count(self, n: int, timeout: float = 300) -> float:
+        deadline = time.perf_counter() + timeout
+        while (seen := self.count()) < n:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{self.system}: only {seen} of {n} tasks ran")
+            time.sleep(0.002)
+        return time.perf_counter()
+
+    def worker_rss_mb(self) -> float:
+        assert self.worker is not None
+        process = psutil.Process(self.worker.pid)
+        tree = [process, *process.children(recursive=True)]
+        return sum(p.memory_info().rss for p in tree) / 2**20
+
+
+def _ctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True)
+
+
+def measure_enqueue(system: str, mode: str, n: int) -> float:
+    with Run(system, confirm=mode != "unconfirmed") as run:
+        return float(run.child("_enqueue", system, mode, str(n)))
+
+
+def measure_drain(system: str, n: int, results: bool) -> dict[str, float]:
+    with Run(system, confirm=False) as run:
+        if system == "taskcore" and not results:
+            run.child("_fill_no_result", str(n))
+        else:
+            run.child("_enqueue", system, "batch", str(n))
+        spawned = run.start_worker()
+        first = run.wait_count(1)
+        last = run.wait_count(n)
+        return {
+            "startup_s": first - spawned,
+            "tasks_per_s": (n - 1) / (last - first),
+            "rss_mb": run.worker_rss_mb(),
+        }
+
+
+def measure_latency(system: str, n: int, rate: float) -> dict[str, float]:
+    with Run(system, confirm=True) as run:
+        run.start_worker()
+        run.child("_probes", system, "1", "1")  # warm up: the worker is consuming
+        run.wait_count(1, timeout=60)
+        run.redis.delete(run.prefix + "latency")
+        run.child("_probes", system, str(n), str(rate))
+        run.wait_count(n + 1)
+        samples = sorted(float(x) for x in run.redis.lrange(run.prefix + "latency", 0, -1))
+        return {
+            "p50_ms": 1000 * samples[len(samples) // 2],
+            "p99_ms": 1000 * samples[int(len(samples) * 0.99) - 1],
+            "max_ms": 1000 * samples[-1],
+        }
+
+
+def median_of(runs: int, fn: Any, *args: Any) -> Any:
+    results = [fn(*args) for _ in range(runs)]
+    if isinstance(results[0], dict):
+        return {k: statistics.median(r[k] for r in results) for k in results[0]}
+    return statistics.median(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="Smaller counts, one run.")
+    parser.add_argument("--markdown", action="store_true", help="Print a Markdown table.")
+    options = parser.parse_args()
+    runs = 1 if options.quick else options.runs
+    scale = 0.2 if options.quick else 1.0
+    n_single, n_batch, n_drain = int(2000 * scale), int(10000 * scale), int(10000 * scale)
+    n_latency = int(1000 * scale)
+
+    rows: list[tuple[str, str, dict[str, float], bool]] = []  # name, unit, by system, higher?
+
+    def row(name: str, unit: str, values: dict[str, float], higher_is_better: bool) -> None:
+        rows.append((name, unit, values, higher_is_better))
+        print(f"  {name}: " + ", ".join(f"{s} {v:.1f}" for s, v in values.items()), flush=True)
+
+    print(f"benchmark: {runs} run(s) each, medians", flush=True)
+    for mode, n, label in (
+        ("confirmed", n_single, "enqueue, confirmed, one call at a time"),
+        ("batch", n_batch, "enqueue, confirmed, batch API"),
+        ("unconfirmed", n_single, "enqueue, no confirms"),
+    ):
+        row(label, "tasks/s", {s: median_of(runs, measure_enqueue, s, mode, n) for s in SYSTEMS},
+            True)  # fmt: skip
+    drains = {s: median_of(runs, measure_drain, s, n_drain, True) for s in SYSTEMS}
+    no_results = median_of(runs, measure_drain, "taskcore", n_drain, False)
+    row("drain, results stored (taskcore) / none (peers)", "tasks/s",
+        {s: d["tasks_per_s"] for s, d in drains.items()}, True)  # fmt: skip
+    row("drain, results off", "tasks/s",
+        {"taskcore": no_results["tasks_per_s"],
+         **{s: drains[s]["tasks_per_s"] for s in SYSTEMS[1:]}}, True)  # fmt: skip
+    row("start-up to first task", "s", {s: d["startup_s"] for s, d in drains.items()}, False)
+    latency = {s: median_of(runs, measure_latency, s, n_latency, 200.0) for s in SYSTEMS}
+    for key, label in (("p50_ms", "latency p50 at 200/s"), ("p99_ms", "latency p99 at 200/s"),
+                       ("max_ms", "latency max at 200/s")):  # fmt: skip
+        row(label, "ms", {s: latency[s][key] for s in SYSTEMS}, False)
+    row("worker RSS after drain", "MB", {s: d["rss_mb"] for s, d in drains.items()}, False)
+
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " + (
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+    print()
+    print(render(rows, machine, runs, markdown=options.markdown))
+
+
+def render(rows: list[Any], machine: str, runs: int, markdown: bool) -> str:
+    header = ["measurement", "unit", *SYSTEMS, "taskcore vs best peer"]
+    lines = []
+    for name, unit, values, higher in rows:
+        peers = [values[s] for s in SYSTEMS[1:]]
+        best = max(peers) if higher else min(peers)
+        ratio = values["taskcore"] / best if higher else best / values["taskcore"]
+        cells = [name, unit, *(f"{values[s]:,.1f}" for s in SYSTEMS), f"{ratio:.2f}x"]
+        lines.append(cells)
+    title = f"Machine: {machine}; medians of {runs} run(s); ratio > 1 means taskcore is better."
+    if markdown:
+        out = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(cells) + " |" for cells in lines]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(header)]
+    out = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in lines]
+    return "\n".join(out)
+
+
+def _fill_no_result(n: int) -> None:
+    from scripts.bench_apps.taskcore_app import incr_no_result
+
+    incr_no_result.map([() for _ in range(n)])
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_enqueue":
+        print(_enqueue(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_probes":
+        _probes(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_fill_no_result":
+        _fill_no_result(int(sys.argv[2]))
+    else:
+        main()
