@@ -142,14 +142,16 @@ class AsyncResultStore:
             pipe.expire(key, self.expires)
             await pipe.execute()
 
-    async def state_of(self, task_id: str) -> State | None:
-        raw = await self.redis.hget(self.keys.task(task_id), "state")
-        return State(json.loads(raw)) if raw else None
-
-    async def revocation(self, task_id: str) -> str | None:
-        """``"revoke"`` or ``"terminate"`` if the task was revoked, else None."""
-        raw = await self.redis.get(self.keys.revoked(task_id))
-        return raw.decode() if raw else None
+    async def lookup(self, task_id: str) -> tuple[str | None, State | None]:
+        """(revocation mode or None, stored state or None) in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.revoked(task_id))
+            pipe.hget(self.keys.task(task_id), "state")
+            revoked, state = await pipe.execute()
+        return (
+            revoked.decode() if revoked else None,
+            State(json.loads(state)) if state else None,
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -49,24 +49,30 @@ def test_recorder_keeps_history_in_postgres_and_catches_up(
 
     ok = app.tasks[F + "add"].delay(20, 22)
     bad = app.tasks[F + "divide"].delay(1, 0)
+    slow = app.tasks[F + "stuck"].delay(0.3)
     assert ok.get(timeout=10) == 42
+    assert slow.get(timeout=10) is None
     with pytest.raises(TaskFailed):
         bad.get(timeout=10)
 
     finished = "SELECT * FROM task_runs WHERE finished_at IS NOT NULL ORDER BY task"
-    runs = {r["task_id"]: r for r in wait_rows(database_url, finished, 2)}
+    runs = {r["task_id"]: r for r in wait_rows(database_url, finished, 3)}
     assert runs[ok.id]["state"] == "SUCCESS"
     assert runs[ok.id]["task"] == F + "add" and runs[ok.id]["queue"] == "feat"
     assert runs[ok.id]["result"] == "42"
     assert runs[ok.id]["attempts"] == 1
     assert runs[ok.id]["args"] == '{"args": [20, 22], "kwargs": {}}'
     assert runs[ok.id]["worker"].startswith("taskcore-")
-    assert runs[ok.id]["started_at"] <= runs[ok.id]["finished_at"]
+    assert runs[slow.id]["started_at"] <= runs[slow.id]["finished_at"]
     assert runs[bad.id]["state"] == "FAILURE"
     assert runs[bad.id]["error_type"] == "builtins.ZeroDivisionError"
     assert "ZeroDivisionError" in runs[bad.id]["traceback"]
     events = rows(
         database_url, f"SELECT state FROM task_events WHERE task_id = '{ok.id}' ORDER BY at"
+    )
+    assert [e["state"] for e in events] == ["SUCCESS"]  # fast: no STARTED (STARTED_AFTER)
+    events = rows(
+        database_url, f"SELECT state FROM task_events WHERE task_id = '{slow.id}' ORDER BY at"
     )
     assert [e["state"] for e in events] == ["STARTED", "SUCCESS"]
 
