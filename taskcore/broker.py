@@ -97,6 +97,24 @@ class BrokerClient:
                 f"{self.settings.publish_timeout}s (TASKCORE_PUBLISH_TIMEOUT)"
             ) from None
 
+    async def publish_fast(self, envelope: Envelope) -> None:
+        """Publish one envelope on a channel without confirms: straight to the socket when
+        the connection is open (no lock, no timeout scope), else through ``publish``."""
+        if self.settings.confirm_publish or self._raw is None or not self.is_open:
+            await self.publish([envelope])
+            return
+        try:
+            await self._raw.basic_publish(
+                envelope.body,
+                exchange=envelope.exchange,
+                routing_key=envelope.routing_key,
+                properties=envelope.properties,
+                mandatory=envelope.mandatory,
+            )
+        except CONNECTION_ERRORS as exc:
+            await self.close()
+            raise self._lost(exc, 1) from exc
+
     async def _publish(self, pending: list[Envelope], queues: list[str]) -> None:
         for attempt in (1, 2):
             fresh = not self.is_open

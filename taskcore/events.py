@@ -45,7 +45,7 @@ class EventPublisher:
             mandatory=False,  # no recorder queue yet: the event is simply not kept
         )
         try:
-            await self.client.publish([envelope])
+            await self.client.publish_fast(envelope)
             self._warned = False
         except PublishError as exc:
             if not self._warned:
