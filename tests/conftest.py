@@ -20,6 +20,7 @@ from .broker_tools import Probe, broker_url, create_vhost, rabbitmqctl
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
@@ -80,6 +81,9 @@ def task_env(amqp_url: str, redis_prefix: str, namespace: str) -> dict[str, str]
         "TASKCORE_NAMESPACE": namespace,
         "TEST_REDIS_URL": REDIS_URL,
         "TEST_KEY_PREFIX": redis_prefix,
+        # Commands that touch the history database (health) use PostgreSQL, not a SQLite
+        # file left behind in the repository.
+        "DATABASE_URL": PG_URL,
     }
 
 
@@ -161,9 +165,6 @@ def start_worker(task_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     yield start
     for worker in started:
         worker.stop()
-
-
-PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
