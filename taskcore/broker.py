@@ -104,13 +104,7 @@ class BrokerClient:
             await self.publish([envelope])
             return
         try:
-            await self._raw.basic_publish(
-                envelope.body,
-                exchange=envelope.exchange,
-                routing_key=envelope.routing_key,
-                properties=envelope.properties,
-                mandatory=envelope.mandatory,
-            )
+            await self._publish_one(self._raw, envelope)
         except CONNECTION_ERRORS as exc:
             await self.close()
             raise self._lost(exc, 1) from exc

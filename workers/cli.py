@@ -11,16 +11,7 @@ import click
 from taskcore import TaskcoreError
 
 from . import monitor_cli, ops_cli
-from .loading import load_app
-
-APP_OPTION = click.option(
-    "-A",
-    "--app",
-    "app_spec",
-    envvar="TASKCORE_APP",
-    metavar="MODULE:APP",
-    help="The TaskApp to use, e.g. webapp.tasks:app (or set TASKCORE_APP).",
-)
+from .loading import APP_OPTION, load_app
 
 
 @click.group()

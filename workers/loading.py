@@ -10,6 +10,16 @@ import click
 
 from taskcore import TaskApp
 
+#: The -A/--app option every command that needs the app takes.
+APP_OPTION = click.option(
+    "-A",
+    "--app",
+    "app_spec",
+    envvar="TASKCORE_APP",
+    metavar="MODULE:APP",
+    help="The TaskApp to use, e.g. webapp.tasks:app (or set TASKCORE_APP).",
+)
+
 
 def load_app(spec: str | None) -> TaskApp:
     """Import ``module:attribute`` (attribute defaults to ``app``) and return the TaskApp there."""

@@ -17,8 +17,8 @@ from taskcore.states import READY_STATES
 from taskcore.topology import dead_queue
 
 from . import broker_ops
-from .loading import load_app
-from .ops_cli import APP_OPTION, fail
+from .loading import APP_OPTION, load_app
+from .ops_cli import fail
 from .output import FORMAT_OPTION, emit
 
 

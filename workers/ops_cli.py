@@ -14,13 +14,8 @@ from taskcore import PublishError, TaskApp, TaskcoreError, TaskFailed
 from taskcore.topology import dead_queue
 
 from . import broker_ops
-from .loading import load_app
+from .loading import APP_OPTION, load_app
 from .output import FORMAT_OPTION, emit
-
-APP_OPTION = click.option(
-    "-A", "--app", "app_spec", envvar="TASKCORE_APP", metavar="MODULE:APP",
-    help="The TaskApp to use, e.g. webapp.tasks:app (or set TASKCORE_APP).",
-)  # fmt: skip
 
 
 def fail(message: str, code: int = 1) -> None:
