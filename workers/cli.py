@@ -2,19 +2,41 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
 
 import click
 
-from taskcore import TaskcoreError
-
-from . import monitor_cli, ops_cli
 from .loading import APP_OPTION, load_app
 
+#: Commands whose modules are imported only when they run, so that `taskcore worker`
+#: (whose supervisor process stays up beside its workers) does not load them.
+LAZY_COMMANDS = {
+    **{name: f"workers.ops_cli:{attr}" for name, attr in [
+        ("send", "send"), ("result", "result"), ("cancel", "cancel"), ("purge", "purge"),
+        ("dlq", "dlq"), ("rate-limit", "rate_limit"), ("schedule", "schedule"),
+    ]},
+    **{name: f"workers.monitor_cli:{name}" for name in ("inspect", "status", "health")},
+}  # fmt: skip
 
-@click.group()
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module when the command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            module, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
 @click.option(
     "--loglevel",
     "-l",
@@ -77,13 +99,16 @@ def worker(
     max_tasks_per_child: int,
 ) -> None:
     """Consume queues and run their tasks until SIGTERM."""
-    from .run_worker import run_worker
     from .supervisor import EXIT_STARTUP_FAILED, Supervisor
 
-    app = load_app(app_spec)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
 
     def run_child(index: int) -> int:
+        # Only worker processes import the app: the supervisor stays small.
+        from taskcore import TaskcoreError
+
+        from .run_worker import run_worker
+
         name = None
         if hostname:
             name = (
@@ -92,6 +117,7 @@ def worker(
                 .replace("%p", str(os.getpid()))
             )
         try:
+            app = load_app(app_spec)
             return run_worker(
                 app,
                 names or [app.settings.default_queue],
@@ -101,8 +127,9 @@ def worker(
                 supervised=True,
                 max_tasks=max_tasks_per_child or None,
             )
-        except TaskcoreError as exc:
-            logging.getLogger("taskcore.worker").error("cannot start: %s", exc)
+        except (TaskcoreError, click.ClickException) as exc:
+            message = exc.format_message() if isinstance(exc, click.ClickException) else exc
+            logging.getLogger("taskcore.worker").error("cannot start: %s", message)
             return EXIT_STARTUP_FAILED
 
     raise SystemExit(Supervisor(run_child, processes).run())
@@ -188,10 +215,6 @@ def init_db() -> None:
     except sa.exc.OperationalError as exc:
         raise click.ClickException(f"cannot reach the database {engine.url}: {exc.orig}") from exc
     click.echo(f"task history tables are ready in {engine.url}")
-
-
-for _command in [*ops_cli.COMMANDS, *monitor_cli.COMMANDS]:
-    cli.add_command(_command)
 
 
 def main() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from taskcore import TaskApp
+if TYPE_CHECKING:
+    from taskcore import TaskApp
 
 #: The -A/--app option every command that needs the app takes.
 APP_OPTION = click.option(
@@ -23,6 +25,8 @@ APP_OPTION = click.option(
 
 def load_app(spec: str | None) -> TaskApp:
     """Import ``module:attribute`` (attribute defaults to ``app``) and return the TaskApp there."""
+    from taskcore import TaskApp
+
     spec = spec or os.environ.get("TASKCORE_APP")
     if not spec:
         raise click.UsageError("say which app to use: -A package.module:app (or set TASKCORE_APP)")

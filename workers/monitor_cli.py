@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 import redis
-import sqlalchemy as sa
 
 from taskcore import PublishError, TaskApp
 from taskcore.control import COMMANDS, broadcast, read_heartbeats
@@ -18,7 +17,7 @@ from taskcore.topology import dead_queue
 
 from . import broker_ops
 from .loading import APP_OPTION, load_app
-from .ops_cli import fail
+from .ops_cli import fail, failing_clearly
 from .output import FORMAT_OPTION, emit
 
 
@@ -133,12 +132,8 @@ def status(app_spec, fmt, watch, interval) -> None:
     app = load_app(app_spec)
     reading = None
     while True:
-        try:
+        with failing_clearly():
             reading = collect(app, reading)
-        except PublishError as exc:
-            fail(str(exc))
-        except redis.RedisError as exc:
-            fail(f"cannot reach Redis: {exc}")
         _print_status(reading, fmt)
         if not watch:
             return
@@ -201,6 +196,8 @@ def health(app_spec, warn_backlog, fail_backlog, require_workers, fmt) -> None:
     except redis.RedisError as exc:
         check("redis", 2, str(exc))
         redis_ok = False
+    import sqlalchemy as sa  # here, not at the top: worker processes never need it
+
     try:
         from taskcore.history import make_engine
 
@@ -234,6 +231,3 @@ def health(app_spec, warn_backlog, fail_backlog, require_workers, fmt) -> None:
 
 async def _nothing(_channel: Any) -> None:
     """Connecting was the check."""
-
-
-COMMANDS = [inspect, status, health]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -22,6 +23,17 @@ def fail(message: str, code: int = 1) -> None:
     """Print an error to stderr and exit non-zero."""
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def failing_clearly() -> Iterator[None]:
+    """Turn the errors a command expects (taskcore's own, timeouts, Redis down) into ``fail``."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        fail(f"cannot reach Redis: {exc}")
+    except (TaskcoreError, TimeoutError) as exc:
+        fail(str(exc))
 
 
 def _json_arg(text: str, name: str, kind: type) -> Any:
@@ -65,15 +77,11 @@ def send(app_spec, task_name, args_json, kwargs_json, countdown, queue, task_id)
 def result(app_spec, task_id, wait, timeout, fmt) -> None:
     """Show a task's state and result (exit 1 if it failed)."""
     app = load_app(app_spec)
-    try:
+    with failing_clearly():
         if wait:
             with contextlib.suppress(TaskFailed):
                 app.result(task_id).get(timeout=timeout)
         status = app.status(task_id)
-    except TimeoutError as exc:
-        fail(str(exc))
-    except redis.RedisError as exc:
-        fail(f"cannot reach Redis: {exc}")
     row = status.as_dict()
     if fmt == "json":
         click.echo(json.dumps(row, default=str, indent=2))
@@ -92,11 +100,9 @@ def result(app_spec, task_id, wait, timeout, fmt) -> None:
 def cancel(app_spec, task_id, terminate) -> None:
     """Revoke a task: skipped if not started; stopped if running with --terminate."""
     app = load_app(app_spec)
-    try:
+    with failing_clearly():
         app.revoke(task_id, terminate=terminate)
         state = app.status(task_id).state
-    except redis.RedisError as exc:
-        fail(f"cannot reach Redis: {exc}")
     click.echo(f"{task_id}: revoked{' (terminate)' if terminate else ''}; state {state}")
 
 
@@ -201,14 +207,10 @@ def _purge_after_asking(app_spec: str | None, queue: str, target: str, what: str
 def rate_limit(app_spec, name, rate, reset, fmt) -> None:
     """Show the global rate limits, or set NAME (task or queue:<q>) to RATE, e.g. 20/m."""
     app = load_app(app_spec)
-    try:
+    with failing_clearly():
         if name and (rate or reset):
             app.set_rate_limit(name, None if reset else rate)
         limits = app.rate_limits()
-    except TaskcoreError as exc:
-        fail(str(exc))
-    except redis.RedisError as exc:
-        fail(f"cannot reach Redis: {exc}")
     rows = [{"name": n, "limit": r} for n, r in sorted(limits.items()) if not name or n == name]
     emit(rows, fmt, ["name", "limit"])
 
@@ -224,11 +226,9 @@ def schedule() -> None:
 def schedule_list(app_spec, fmt) -> None:
     """List schedules with their timing, state, and last and next fire time."""
     app = load_app(app_spec)
-    try:
+    with failing_clearly():
         emit(app.schedule_info(), fmt, ["name", "task", "when", "queue", "paused",
                                         "last_fire", "next_fire"])  # fmt: skip
-    except redis.RedisError as exc:
-        fail(f"cannot reach Redis: {exc}")
 
 
 def _schedule_action(verb: str, act) -> click.Command:
@@ -237,12 +237,8 @@ def _schedule_action(verb: str, act) -> click.Command:
     @click.argument("name")
     def command(app_spec, name) -> None:
         app = load_app(app_spec)
-        try:
+        with failing_clearly():
             outcome = act(app, name)
-        except TaskcoreError as exc:
-            fail(str(exc))
-        except redis.RedisError as exc:
-            fail(f"cannot reach Redis: {exc}")
         click.echo(outcome)
 
     return command
@@ -268,6 +264,3 @@ def _broker(app: TaskApp, work, queue: str):
         if "NOT_FOUND" in str(exc):
             fail(f"no queue named {queue!r} (or its dead-letter queue) on the broker")
         raise
-
-
-COMMANDS = [send, result, cancel, purge, dlq, rate_limit, schedule]

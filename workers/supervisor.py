@@ -1,13 +1,14 @@
 """Run N worker processes and keep them running (``taskcore worker --processes N``).
 
-The supervisor imports the app once and forks its children (the pre-fork
-model): a child that dies is replaced, one that reached
-``--max-tasks-per-child`` or asked to be replaced (hard time limit, terminate
-of a sync task) is started afresh. SIGTERM/SIGINT are passed on to every
-child, which drains gracefully; a second signal is passed on too and stops
-them at once. If the supervisor itself is killed, the kernel kills its
-children (PR_SET_PDEATHSIG), so their unacknowledged messages return to the
-queue.
+The supervisor forks its children before anything imports the app: it stays
+a small process (the app, aio-pika and Redis live only in the children), and a
+child that cannot load the app exits with EXIT_STARTUP_FAILED. A child that
+dies is replaced; one that reached ``--max-tasks-per-child`` or asked to be
+replaced (hard time limit, terminate of a sync task) is started afresh.
+SIGTERM/SIGINT are passed on to every child, which drains gracefully; a
+second signal is passed on too and stops them at once. If the supervisor
+itself is killed, the kernel kills its children (PR_SET_PDEATHSIG), so their
+unacknowledged messages return to the queue.
 """
 
 from __future__ import annotations
