@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -219,13 +218,9 @@ class TaskApp:
         sees ``current_task.is_cancelled()`` and, under ``--processes``, its
         worker process is ended and replaced.
         """
-        keys = self.results.keys
-        mode = "terminate" if terminate else "revoke"
-        client = self.results.redis
-        client.set(keys.revoked(task_id), mode, ex=int(self.settings.result_expires))
         if self.status(task_id).state in {State.PENDING, State.RECEIVED, State.RETRY}:
             self.results.set_state(task_id, State.REVOKED)
-        client.publish(keys.control_channel, json.dumps({"revoke": task_id, "mode": mode}))
+        self.results.revoke(task_id, "terminate" if terminate else "revoke")
 
     def set_rate_limit(self, name: str, rate: str | None) -> None:
         """Change a global rate limit at run time, for every worker within seconds.
@@ -335,6 +330,10 @@ class TaskApp:
         except KeyError:
             known = ", ".join(sorted(self.schedules)) or "none"
             raise ConfigurationError(f"no schedule named {name!r} (known: {known})") from None
+
+    def flush(self) -> None:
+        """With confirms off: wait until every message sent so far was written to the broker."""
+        self._publisher.flush()
 
     def close(self) -> None:
         """Close this process's broker and Redis connections (reopened when needed)."""

@@ -73,8 +73,14 @@ class BrokerClient:
                 ) from exc
             return self._channel
 
+    def declared(self, queues: Iterable[str]) -> bool:
+        """True when the channel is open and every one of ``queues`` was declared on it."""
+        return self.is_open and self._queues.issuperset(queues)
+
     async def ensure_queues(self, queues: Iterable[str]) -> None:
         """Declare the work queues this client has not declared on this connection."""
+        if self.declared(queues):
+            return
         channel = await self.channel()
         for queue in queues:
             if queue not in self._queues:
@@ -109,6 +115,14 @@ class BrokerClient:
             await self.close()
             raise self._lost(exc, 1) from exc
 
+    async def publish_unconfirmed(self, envelopes: Sequence[Envelope]) -> None:
+        """Publish without waiting for confirms; a failure is logged (the messages are lost)."""
+        try:
+            for envelope in envelopes:
+                await self.publish_fast(envelope)
+        except PublishError as exc:
+            log.error("unconfirmed publish failed, messages lost: %s", exc)
+
     async def _publish(self, pending: list[Envelope], queues: list[str]) -> None:
         for attempt in (1, 2):
             fresh = not self.is_open
@@ -120,10 +134,7 @@ class BrokerClient:
                 await self.close()
                 continue
             assert self._raw is not None
-            results = await asyncio.gather(
-                *(self._publish_one(self._raw, envelope) for envelope in pending),
-                return_exceptions=True,
-            )
+            results = await self._publish_all(self._raw, pending)
             lost: list[Envelope] = []
             for envelope, result in zip(pending, results, strict=True):
                 if isinstance(result, CONNECTION_ERRORS):
@@ -139,6 +150,20 @@ class BrokerClient:
             log.warning("broker connection lost (%s); resending %d message(s)", error, len(lost))
             pending = lost
 
+    async def _publish_all(
+        self, raw: RawChannel, envelopes: list[Envelope]
+    ) -> list[BaseException | None]:
+        """Publish pipelined; each envelope's outcome (None or its error), in order."""
+        if len(envelopes) == 1:  # the common delay(): no gather, no extra task
+            try:
+                await self._publish_one(raw, envelopes[0])
+            except Exception as exc:
+                return [exc]
+            return [None]
+        return await asyncio.gather(
+            *(self._publish_one(raw, envelope) for envelope in envelopes), return_exceptions=True
+        )
+
     async def _publish_one(self, raw: RawChannel, envelope: Envelope) -> None:
         try:
             result = await raw.basic_publish(
@@ -147,6 +172,7 @@ class BrokerClient:
                 routing_key=envelope.routing_key,
                 properties=envelope.properties,
                 mandatory=envelope.mandatory,
+                wait=False,  # no drain wait per message: the confirm is what we wait for
             )
         except DeliveryError as exc:
             raise PublishError(

@@ -6,9 +6,7 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
-
-from .message import H_RETRIES, republish_headers, retries_of
+from .message import H_RETRIES, ReceivedMessage, republish_headers, retries_of
 
 H_REASON = "x-taskcore-reason"
 H_EXC_TYPE = "x-taskcore-exception-type"
@@ -34,7 +32,7 @@ MAX_TRACEBACK = 4000
 
 
 def dead_letter_headers(
-    message: AbstractIncomingMessage,
+    message: ReceivedMessage,
     *,
     reason: str,
     error: BaseException,

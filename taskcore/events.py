@@ -1,9 +1,10 @@
-"""Lifecycle events: one small JSON message per state change, on a topic exchange.
+"""Lifecycle events: a JSON object per state change, published on a topic exchange.
 
 Workers publish them fire-and-forget (no confirm wait, in the background) so
 that recording history never slows a task down; ``taskcore recorder`` keeps
-them in a durable queue and writes them to the database in batches.
-Routing keys are ``task.<state>``, e.g. ``task.success``.
+them in a durable queue and writes them to the database in batches. The
+events of one loop iteration travel together: one message per state whose
+body is a JSON array of events, routed as ``task.<state>`` (``task.success``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from pamqp.commands import Basic
 
 from .broker import BrokerClient
+from .coalesce import Coalescer
 from .errors import PublishError
 from .message import Envelope
 from .settings import Settings
@@ -32,20 +34,29 @@ class EventPublisher:
     def __init__(self, settings: Settings, topology: Topology) -> None:
         self.topology = topology
         self.client = BrokerClient(replace(settings, confirm_publish=False), topology)
+        self._pending: Coalescer[dict[str, Any]] = Coalescer(self._publish)
         self._warned = False
 
-    async def emit(self, task_id: str, state: State, fields: dict[str, Any]) -> None:
-        """Publish one event; trouble is logged once, never raised."""
-        body = {"task_id": task_id, "state": str(state), "at": time.time(), **fields}
-        envelope = Envelope(
-            self.topology.events_exchange,
-            f"task.{state.lower()}",
-            json.dumps(body, default=str).encode(),
-            Basic.Properties(content_type="application/json", delivery_mode=2),
-            mandatory=False,  # no recorder queue yet: the event is simply not kept
-        )
+    def emit(self, task_id: str, state: State, fields: dict[str, Any]) -> None:
+        """Queue one event for this loop iteration's batch; trouble is logged, never raised."""
+        event = {"task_id": task_id, "state": str(state), "at": time.time(), **fields}
+        self._pending.add(event)
+
+    async def _publish(self, events: list[dict[str, Any]]) -> None:
+        by_state: dict[str, list[dict[str, Any]]] = {}
+        for event in events:
+            by_state.setdefault(event["state"], []).append(event)
         try:
-            await self.client.publish_fast(envelope)
+            for state, batch in by_state.items():
+                await self.client.publish_fast(
+                    Envelope(
+                        self.topology.events_exchange,
+                        f"task.{state.lower()}",
+                        json.dumps(batch, default=str).encode(),
+                        Basic.Properties(content_type="application/json", delivery_mode=2),
+                        mandatory=False,  # no recorder queue yet: the events are not kept
+                    )
+                )
             self._warned = False
         except PublishError as exc:
             if not self._warned:
@@ -53,4 +64,5 @@ class EventPublisher:
                 self._warned = True
 
     async def close(self) -> None:
+        await self._pending.drain()
         await self.client.close()

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -51,9 +51,8 @@ from .states import State
 from .topology import dead_queue
 
 if TYPE_CHECKING:
-    from aio_pika.abc import AbstractIncomingMessage
-
     from .app import TaskApp
+    from .message import ReceivedMessage
     from .task import Task
 
 log = logging.getLogger("taskcore.worker")
@@ -75,7 +74,7 @@ class TimeLimitExceeded(Exception):
 class Running:
     """A task being run: its context and, for async tasks, the asyncio task running its body."""
 
-    def __init__(self, context: TaskContext, task: Task, message: AbstractIncomingMessage) -> None:
+    def __init__(self, context: TaskContext, task: Task, message: ReceivedMessage) -> None:
         self.context = context
         self.task = task
         self.message = message
@@ -105,6 +104,7 @@ class MessageHandler:
         hostname: str,
         replace_process: Callable[[str], None] | None = None,
         events: EventPublisher | None = None,
+        revoked: Container[str] = (),
     ) -> None:
         self.app = app
         self.client = client
@@ -115,6 +115,8 @@ class MessageHandler:
         self.replace_process = replace_process
         #: Where lifecycle events go (None: not published).
         self.events = events
+        #: Task ids revoked before they ran (skipped when delivered).
+        self.revoked = revoked
         #: Tasks running now, by task id.
         self.running: dict[str, Running] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -127,7 +129,7 @@ class MessageHandler:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def handle(self, message: AbstractIncomingMessage, queue: str) -> None:
+    async def handle(self, message: ReceivedMessage, queue: str) -> None:
         """Process one message to a settled outcome."""
         try:
             call = decode(message, queue)
@@ -148,24 +150,28 @@ class MessageHandler:
             return
         await self._run(message, call, task)
 
-    async def _skip(self, message: AbstractIncomingMessage, call: TaskMessage) -> bool:
+    async def _skip(self, message: ReceivedMessage, call: TaskMessage) -> bool:
         """Ack without running: revoked before it ran, or already succeeded (a redelivery)."""
-        try:
-            revocation, state = await self.results.lookup(call.id)
-        except redis.RedisError as exc:
-            log.warning("cannot read state of %s from Redis (%s); running it", call.id, exc)
-            return False
-        if revocation is not None:
+        if call.id in self.revoked:
             await self.record(call, State.REVOKED)
             log.info("task %s[%s] revoked: skipped", call.task, call.id)
-        elif state == State.SUCCESS:
+        elif message.redelivered and await self._succeeded_before(call):
             log.info("task %s[%s] already succeeded: redelivery skipped", call.task, call.id)
         else:
             return False
         await self.settle(message, "ack")
         return True
 
-    async def _run(self, message: AbstractIncomingMessage, call: TaskMessage, task: Task) -> None:
+    async def _succeeded_before(self, call: TaskMessage) -> bool:
+        # Only a redelivered message can have run before: its worker may have
+        # died between recording SUCCESS and acknowledging.
+        try:
+            return await self.results.state_of(call.id) == State.SUCCESS
+        except redis.RedisError as exc:
+            log.warning("cannot read state of %s from Redis (%s); running it", call.id, exc)
+            return False
+
+    async def _run(self, message: ReceivedMessage, call: TaskMessage, task: Task) -> None:
         loop = asyncio.get_running_loop()
         context = TaskContext(
             id=call.id,
@@ -213,7 +219,7 @@ class MessageHandler:
             self.running.pop(call.id, None)
 
     async def _settle_error(
-        self, message: AbstractIncomingMessage, call: TaskMessage, task: Task, exc: Exception
+        self, message: ReceivedMessage, call: TaskMessage, task: Task, exc: Exception
     ) -> None:
         if isinstance(exc, Retry):
             await self.retry(message, call, task, exc.countdown, exc.exc or exc)
@@ -251,7 +257,7 @@ class MessageHandler:
         self,
         loop: asyncio.AbstractEventLoop,
         running: Running,
-        message: AbstractIncomingMessage,
+        message: ReceivedMessage,
     ) -> list[asyncio.TimerHandle]:
         """Schedule the soft and hard limits of a task; returns the timers to cancel."""
         task, handles = running.task, []
@@ -262,7 +268,7 @@ class MessageHandler:
             handles.append(loop.call_later(task.time_limit, self._hard_limit, running, message))
         return handles
 
-    def _hard_limit(self, running: Running, message: AbstractIncomingMessage) -> None:
+    def _hard_limit(self, running: Running, message: ReceivedMessage) -> None:
         limit = running.task.time_limit
         error = TimeLimitExceeded(f"time limit ({limit}s) exceeded")
         if running.task.is_async:
@@ -279,7 +285,7 @@ class MessageHandler:
         self._spawn(self._end_process_for(running, message, error))
 
     async def _end_process_for(
-        self, running: Running, message: AbstractIncomingMessage, error: Exception
+        self, running: Running, message: ReceivedMessage, error: Exception
     ) -> None:
         running.settled = True
         call = decode(message, running.context.queue)
@@ -294,7 +300,7 @@ class MessageHandler:
         self.replace_process(f"{type(error).__name__} in task {running.context.id}")
 
     async def retry_or_fail(
-        self, message: AbstractIncomingMessage, call: TaskMessage, task: Task, error: Exception
+        self, message: ReceivedMessage, call: TaskMessage, task: Task, error: Exception
     ) -> None:
         """Apply the task's retry policy to an error."""
         if isinstance(error, task.retry.autoretry_for):
@@ -322,7 +328,7 @@ class MessageHandler:
 
     async def retry(
         self,
-        message: AbstractIncomingMessage,
+        message: ReceivedMessage,
         call: TaskMessage,
         task: Task,
         countdown: float | None,
@@ -352,7 +358,7 @@ class MessageHandler:
             await self.settle(message, "ack")
 
     async def dead(
-        self, message: AbstractIncomingMessage, queue: str, reason: str, error: BaseException
+        self, message: ReceivedMessage, queue: str, reason: str, error: BaseException
     ) -> None:
         """Publish the message to ``<queue>.dead`` with the reason headers, then ack it."""
         headers = dead_letter_headers(
@@ -387,9 +393,7 @@ class MessageHandler:
                 )
             await self.settle(message, "ack")
 
-    async def publish_or_requeue(
-        self, envelope: Envelope, message: AbstractIncomingMessage
-    ) -> bool:
+    async def publish_or_requeue(self, envelope: Envelope, message: ReceivedMessage) -> bool:
         """Publish a retry or dead letter; on failure give the message back to the broker."""
         try:
             await self.client.publish([envelope])
@@ -400,7 +404,7 @@ class MessageHandler:
             await self.settle(message, "requeue")
             return False
 
-    async def settle(self, message: AbstractIncomingMessage, how: str) -> None:
+    async def settle(self, message: ReceivedMessage, how: str) -> None:
         """Ack or requeue; if the channel is gone, say so (the broker redelivers)."""
         try:
             if how == "ack":
@@ -426,14 +430,14 @@ class MessageHandler:
     async def _record_id(self, task_id: str, state: State, **fields: Any) -> None:
         self.counts[(str(fields.get("queue")), str(state))] += 1
         if self.events is not None:
-            self._spawn(self.events.emit(task_id, state, fields))
+            self.events.emit(task_id, state, fields)
         try:
             await self.results.set_state(task_id, state, **fields)
         except redis.RedisError as exc:
             log.error("could not record %s for task %s in Redis: %s", state, task_id, exc)
 
     async def record_waiting(
-        self, message: AbstractIncomingMessage, queue: str, reason: str, until: float
+        self, message: ReceivedMessage, queue: str, reason: str, until: float
     ) -> None:
         """State RECEIVED with what the message waits for and until when."""
         if message.message_id:

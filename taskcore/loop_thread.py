@@ -30,6 +30,7 @@ class LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._submitted: set[asyncio.Future[Any]] = set()
         _instances.add(self)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -44,6 +45,29 @@ class LoopThread:
         except TimeoutError:
             future.cancel()
             raise
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Start ``coro`` on the loop thread and return at once (it handles its own errors).
+
+        Coroutines submitted from one thread start in the order submitted.
+        """
+        loop = self._ensure_loop()
+        loop.call_soon_threadsafe(self._start, coro)
+
+    def _start(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._submitted.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._submitted.discard)
+
+    def wait_submitted(self, timeout: float | None = None) -> None:
+        """Wait until everything ``submit()``-ed so far has finished."""
+        if self._loop is None or self._pid != os.getpid():
+            return
+
+        async def everything() -> None:
+            await asyncio.gather(*self._submitted, return_exceptions=True)
+
+        self.run(everything(), timeout)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -61,6 +85,7 @@ class LoopThread:
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
+        self._submitted = set()
 
     def stop(self) -> None:
         """Stop the loop and its thread (the next run() starts new ones)."""

@@ -13,9 +13,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from aio_pika.abc import AbstractIncomingMessage
 from pamqp.commands import Basic
 
 from .errors import DecodeError, EncodeError
@@ -32,6 +31,39 @@ H_QUEUE = "x-taskcore-queue"
 H_ETA = "x-taskcore-eta-ms"
 #: The idempotency key the message was sent with, if any.
 H_IDEMPOTENCY_KEY = "x-taskcore-idempotency-key"
+
+
+class ReceivedMessage(Protocol):
+    """What the worker and the operations commands read of a delivered message.
+
+    Both aio-pika's ``IncomingMessage`` and the worker's ``Delivery`` have it.
+    """
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def headers(self) -> Mapping[str, Any] | None: ...
+    @property
+    def message_id(self) -> str | None: ...
+    @property
+    def type(self) -> str | None: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def content_encoding(self) -> str | None: ...
+    @property
+    def priority(self) -> int | None: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+    @property
+    def timestamp(self) -> datetime | None: ...
+    @property
+    def app_id(self) -> str | None: ...
+    @property
+    def redelivered(self) -> bool | None: ...
+
+    async def ack(self) -> None: ...
+    async def nack(self, requeue: bool = True) -> None: ...
 
 
 def to_ms(seconds: float) -> int:
@@ -104,7 +136,7 @@ def encode_body(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> by
         ) from None
 
 
-def decode(message: AbstractIncomingMessage, queue: str) -> TaskMessage:
+def decode(message: ReceivedMessage, queue: str) -> TaskMessage:
     """Read a message delivered from ``queue``; raise DecodeError saying what is wrong with it."""
     headers = dict(message.headers or {})
     if not message.type:
@@ -138,7 +170,7 @@ def decode(message: AbstractIncomingMessage, queue: str) -> TaskMessage:
 _BROKER_DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-")
 
 
-def republish_headers(message: AbstractIncomingMessage, **updates: Any) -> dict[str, Any]:
+def republish_headers(message: ReceivedMessage, **updates: Any) -> dict[str, Any]:
     """The message's headers without the broker's death records, plus ``updates``."""
     headers = {
         key: value
@@ -149,9 +181,7 @@ def republish_headers(message: AbstractIncomingMessage, **updates: Any) -> dict[
     return headers
 
 
-def republish_properties(
-    message: AbstractIncomingMessage, headers: dict[str, Any]
-) -> Basic.Properties:
+def republish_properties(message: ReceivedMessage, headers: dict[str, Any]) -> Basic.Properties:
     """Properties to send a delivered message on (retry, dead letter) with new headers."""
     return Basic.Properties(
         content_type=message.content_type,
@@ -167,7 +197,7 @@ def republish_properties(
     )
 
 
-def retries_of(message: AbstractIncomingMessage) -> int:
+def retries_of(message: ReceivedMessage) -> int:
     """Retries already made, read leniently (0 when the header is missing or garbage)."""
     value = (message.headers or {}).get(H_RETRIES, 0)
     return value if isinstance(value, int) and value >= 0 else 0

@@ -24,10 +24,9 @@ from .message import republish_properties as properties_for
 from .ratelimit import Rate, RateLimiter, decode_override, overrides_key, parse_rate
 
 if TYPE_CHECKING:
-    from aio_pika.abc import AbstractIncomingMessage
-
     from .app import TaskApp
     from .execution import MessageHandler
+    from .message import ReceivedMessage
 
 log = logging.getLogger("taskcore.worker")
 
@@ -53,7 +52,7 @@ class RateGate:
         self._overrides: dict[str, Rate] = {}
         self._overrides_read = 0.0
 
-    async def admit(self, message: AbstractIncomingMessage, queue: str) -> bool:
+    async def admit(self, message: ReceivedMessage, queue: str) -> bool:
         """True when the message may run now; False when it was sent round again (and acked)."""
         slot_ms = (message.headers or {}).get(H_RATE_SLOT)
         slot = slot_ms / 1000 if isinstance(slot_ms, int) else None
@@ -84,7 +83,7 @@ class RateGate:
         return False
 
     async def _send_round(
-        self, message: AbstractIncomingMessage, queue: str, delay: float, slot: float | None
+        self, message: ReceivedMessage, queue: str, delay: float, slot: float | None
     ) -> None:
         headers = republish_headers(message)
         headers.pop(H_RATE_SLOT, None)

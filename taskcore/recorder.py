@@ -41,7 +41,8 @@ class Recorder:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.written = 0
-        self._batch: list[tuple[AbstractIncomingMessage, dict[str, Any] | None]] = []
+        self._batch: list[tuple[AbstractIncomingMessage, list[dict[str, Any]]]] = []
+        self._pending_events = 0
         self._stop = asyncio.Event()
         self._full = asyncio.Event()
 
@@ -68,15 +69,10 @@ class Recorder:
             await connection.close()
 
     async def _on_event(self, message: AbstractIncomingMessage) -> None:
-        try:
-            event = json.loads(message.body)
-            if not isinstance(event, dict) or "task_id" not in event or "state" not in event:
-                raise ValueError("not a task event")
-        except ValueError as exc:
-            log.warning("dropping an event that cannot be read (%s): %r", exc, message.body[:200])
-            event = None
-        self._batch.append((message, event))
-        if len(self._batch) >= self.batch_size:
+        events = read_events(message.body)
+        self._batch.append((message, events))
+        self._pending_events += len(events)
+        if self._pending_events >= self.batch_size:
             self._full.set()
 
     async def _flush(self) -> None:
@@ -84,7 +80,8 @@ class Recorder:
         if not self._batch:
             return
         batch, self._batch = self._batch, []
-        events = [event for _, event in batch if event is not None]
+        self._pending_events = 0
+        events = [event for _, message_events in batch for event in message_events]
         last = batch[-1][0]
         try:
             await asyncio.to_thread(write_events, self.engine, events)
@@ -97,3 +94,19 @@ class Recorder:
         await last.ack(multiple=True)
         self.written += len(events)
         log.debug("recorded %d events", len(events))
+
+
+def read_events(body: bytes) -> list[dict[str, Any]]:
+    """The events in a message body (an array of events, or one event); unreadable ones dropped."""
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        log.warning("dropping events that are not JSON (%s): %r", exc, body[:200])
+        return []
+    events = payload if isinstance(payload, list) else [payload]
+    good = [e for e in events if isinstance(e, dict) and "task_id" in e and "state" in e]
+    if len(good) < len(events):
+        log.warning(
+            "dropping %d item(s) that are not task events: %r", len(events) - len(good), body[:200]
+        )
+    return good

@@ -11,27 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import os
 import socket
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aiormq.abc import AbstractChannel as RawChannel
+from aiormq.abc import DeliveredMessage
 
 from .aio import wait_any
 from .broker import CONNECTION_ERRORS, BrokerClient
 from .control import WorkerControl
+from .delivery import Acker, Delivery
 from .errors import PublishError
 from .events import EventPublisher
 from .execution import MessageHandler
 from .rate_gate import RateGate
 from .ratelimit import RateLimiter
 from .results import AsyncResultStore
+from .revocations import RevocationList
 from .topology import check_queue_name
 
 if TYPE_CHECKING:
@@ -42,6 +45,10 @@ log = logging.getLogger(__name__)
 
 #: Exit code of a worker process that asks its supervisor for a replacement.
 EXIT_REPLACE = 3
+#: Messages prefetched per task slot: one running, one ready to start when it ends.
+PREFETCH_PER_SLOT = 2
+#: Seconds a starting worker waits for the revocation list before consuming without it.
+REVOCATIONS_WAIT = 5.0
 
 
 def default_hostname() -> str:
@@ -54,8 +61,9 @@ class Worker:
 
     ``async def`` tasks run on the worker's event loop; plain functions run in
     a pool of ``concurrency`` threads. Each queue's consumer has a prefetch
-    of ``concurrency`` and at most ``concurrency`` tasks run at once; messages
-    beyond that wait, unacknowledged, for a slot. (Channel-wide "global"
+    of ``PREFETCH_PER_SLOT * concurrency`` and at most ``concurrency`` tasks run
+    at once; messages beyond that wait, unacknowledged, for a slot, so a slot
+    that frees up does not wait for the broker's next delivery. (Channel-wide "global"
     prefetch would bound the total, but quorum queues refuse it and RabbitMQ 4
     deprecates it.)
     """
@@ -90,14 +98,17 @@ class Worker:
         self._client = BrokerClient(app.settings, app.topology)
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="taskcore-task")
         settings = app.settings
+        results = AsyncResultStore(settings.redis_url, settings.namespace, settings.result_expires)
+        self.revocations = RevocationList(results.redis, results.keys)
         self.handler = MessageHandler(
             app,
             self._client,
-            AsyncResultStore(settings.redis_url, settings.namespace, settings.result_expires),
+            results,
             self._executor,
             self.hostname,
             replace_process=self.replace_process if supervised else None,
             events=EventPublisher(settings, app.topology),
+            revoked=self.revocations,
         )
         self.control = WorkerControl(self)
         self.gate = RateGate(
@@ -105,8 +116,9 @@ class Worker:
         )
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
-        self._consumers: list[tuple[AbstractQueue, str]] = []
-        self._running: dict[asyncio.Task[None], AbstractIncomingMessage] = {}
+        self._consumers: list[tuple[RawChannel, str]] = []
+        self._acker: Acker | None = None
+        self._running: dict[asyncio.Task[Any], Delivery] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._stop = asyncio.Event()
         self._lost = asyncio.Event()
@@ -116,8 +128,9 @@ class Worker:
 
     async def run(self) -> None:
         """Consume until ``request_stop()``, reconnecting when the broker drops the connection."""
+        listener = asyncio.ensure_future(self.revocations.follow(self._terminate))
+        await self._wait_for_revocation_list()
         await self.start()
-        listener = asyncio.ensure_future(self._listen_for_revocations())
         heartbeat = asyncio.ensure_future(self.control.heartbeat())
         try:
             while await self._wait_for_stop_or_lost_connection() == "lost":
@@ -128,7 +141,7 @@ class Worker:
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self.shutdown()
 
-    def held_messages(self) -> list[AbstractIncomingMessage]:
+    def held_messages(self) -> list[Delivery]:
         """Messages this worker holds unacknowledged: running, or waiting for a slot."""
         return list(self._running.values())
 
@@ -158,12 +171,13 @@ class Worker:
         # The broker closes a channel on its own for a consumer (ack) timeout:
         # treat that like a lost connection.
         channel.close_callbacks.add(self._on_connection_closed)
-        await channel.set_qos(prefetch_count=self.concurrency)
+        await channel.set_qos(prefetch_count=self.concurrency * PREFETCH_PER_SLOT)
         await self.control.listen(channel)
+        raw = await channel.get_underlay_channel()
+        self._acker = Acker(raw)
         for name in self.queues:
-            queue = await channel.get_queue(name, ensure=False)
-            tag = await queue.consume(functools.partial(self._on_message, queue=name))
-            self._consumers.append((queue, tag))
+            ok = await raw.basic_consume(name, functools.partial(self._on_message, queue=name))
+            self._consumers.append((raw, str(ok.consumer_tag)))
         log.info(
             "worker %s consuming %s from %s with concurrency %d",
             self.hostname,
@@ -203,14 +217,16 @@ class Worker:
 
     async def shutdown(self) -> None:
         """Stop consuming, let running tasks finish within the grace period, requeue the rest."""
-        for queue, tag in self._consumers:
+        for raw, tag in self._consumers:
             try:
-                await queue.cancel(tag)
+                await raw.basic_cancel(tag)
             except Exception:  # the channel may already be gone; unacked messages return anyway
                 log.debug("could not cancel consumer %s", tag, exc_info=True)
         self._consumers.clear()
         await self._wait_for_running()
         await self._requeue({t for t in self._running if not t.done()})
+        if self._acker is not None:
+            await self._acker.drain()
         if self._connection is not None and not self._connection.is_closed:
             await self._connection.close()
         await self._client.close()
@@ -253,17 +269,21 @@ class Worker:
 
     # -- one message ------------------------------------------------------
 
-    async def _on_message(self, message: AbstractIncomingMessage, queue: str) -> None:
-        task = asyncio.create_task(self._handle_in_slot(message, queue))
+    async def _on_message(self, raw: DeliveredMessage, queue: str) -> None:
+        # aiormq runs each delivery in a task of its own: handle it right here.
+        assert self._acker is not None
+        message = Delivery(raw, self._acker)
+        task = asyncio.current_task()
+        assert task is not None
         self._running[task] = message
         self.held_by_queue[queue] += 1
-        task.add_done_callback(functools.partial(self._release, queue=queue))
+        try:
+            await self._handle_in_slot(message, queue)
+        finally:
+            self._running.pop(task, None)
+            self.held_by_queue[queue] -= 1
 
-    def _release(self, task: asyncio.Task[None], queue: str) -> None:
-        self._running.pop(task, None)
-        self.held_by_queue[queue] -= 1
-
-    async def _handle_in_slot(self, message: AbstractIncomingMessage, queue: str) -> None:
+    async def _handle_in_slot(self, message: Delivery, queue: str) -> None:
         if not await self.gate.admit(message, queue):
             return  # sent round the delay cascade to wait for its rate-limit slot
         async with self._slots:
@@ -276,32 +296,20 @@ class Worker:
             log.info("worker %s ran %d tasks: recycling", self.hostname, self.max_tasks)
             self._stop.set()
 
-    async def _listen_for_revocations(self) -> None:
-        """Hear ``revoke(..., terminate=True)`` on Redis pub/sub; stop the task if it runs here."""
-        keys = self.handler.results.keys
-        while True:
-            try:
-                pubsub = self.handler.results.redis.pubsub()
-                await pubsub.subscribe(keys.control_channel)
-                async for item in pubsub.listen():
-                    if item.get("type") != "message":
-                        continue
-                    try:
-                        command = json.loads(item["data"])
-                    except ValueError:
-                        log.warning("ignoring a control message that is not JSON: %r", item["data"])
-                        continue
-                    if command.get("mode") == "terminate" and self.handler.terminate(
-                        str(command.get("revoke"))
-                    ):
-                        log.warning(
-                            "task %s revoked with terminate: stopping it", command["revoke"]
-                        )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis down: revocations still apply when a task starts
-                log.warning("revocation listener lost Redis (%s); retrying in 2s", exc)
-                await asyncio.sleep(2)
+    async def _wait_for_revocation_list(self) -> None:
+        """Consume only once revoked ids are known, so none runs; Redis down: go on, and say so."""
+        try:
+            await asyncio.wait_for(self.revocations.loaded.wait(), REVOCATIONS_WAIT)
+        except TimeoutError:
+            log.warning(
+                "could not load revoked task ids from Redis within %ss: consuming anyway; "
+                "tasks revoked before now may run until Redis is back",
+                REVOCATIONS_WAIT,
+            )
+
+    def _terminate(self, task_id: str) -> None:
+        if self.handler.terminate(task_id):
+            log.warning("task %s revoked with terminate: stopping it", task_id)
 
     def replace_process(self, reason: str) -> None:
         """End this process soon (exit code 3) so that a supervisor starts a fresh one."""

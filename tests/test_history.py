@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from typing import Any
@@ -101,3 +102,16 @@ def test_init_db_creates_the_tables(start_command, database_url: str) -> None:
         "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()",
     )
     assert {t["table_name"] for t in tables} == {"task_runs", "task_events"}
+
+
+def test_recorder_reads_event_batches_and_drops_only_what_is_not_an_event() -> None:
+    from taskcore.recorder import read_events
+
+    good = {"task_id": "a", "state": "SUCCESS", "at": 1.0}
+    assert read_events(json.dumps([good, {"task_id": "b", "state": "STARTED"}]).encode()) == [
+        good,
+        {"task_id": "b", "state": "STARTED"},
+    ]
+    assert read_events(json.dumps(good).encode()) == [good]  # one event per message (older workers)
+    assert read_events(json.dumps([good, {"state": "x"}, 3]).encode()) == [good]
+    assert read_events(b"not json") == []

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 from datetime import datetime
 
@@ -158,3 +161,52 @@ def test_send_task_by_name_uses_routes(task_env, monkeypatch, probe: Probe) -> N
         assert json.loads(got.body) == {"args": [1], "kwargs": {"format": "csv"}}
     finally:
         app.close()
+
+
+def test_without_confirms_a_script_that_exits_still_delivers_everything(
+    task_env: dict[str, str], probe: Probe
+) -> None:
+    # delay() only hands the message to the loop thread; the exit handler sends the rest.
+    script = (
+        "from tests.apps.basic import app\n"
+        "note = app.tasks['tests.apps.basic.note']\n"
+        "for i in range(300):\n"
+        "    print(note.delay(f'm{i}').id)\n"
+    )
+    env = {**os.environ, **task_env, "TASKCORE_CONFIRM_PUBLISH": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    ids = done.stdout.split()
+    assert probe.wait_depth("work", 300, timeout=5) == 300
+    assert [m.message_id for m in probe.get_all("work")] == ids  # all of them, in order
+
+
+def test_without_confirms_a_broker_that_is_down_still_raises() -> None:
+    app = TaskApp(broker_url="amqp://guest:guest@127.0.0.1:1/", connect_timeout=2)
+    app.configure(confirm_publish=False)
+
+    @app.task
+    def nothing() -> None: ...
+
+    with pytest.raises(PublishError):
+        nothing.delay()
+    app.close()
+
+
+def test_a_queue_left_with_other_arguments_gets_a_clear_error(app_from, amqp_url: str) -> None:
+    import aio_pika
+
+    async def declare_old_style_queue() -> None:  # as taskcore before classic queues v2
+        connection = await aio_pika.connect(amqp_url)
+        channel = await connection.channel()
+        await channel.declare_queue("work", durable=True)
+        await connection.close()
+
+    asyncio.run(declare_old_style_queue())
+    app = app_from("basic")
+    with pytest.raises(ConfigurationError) as caught:
+        app.tasks["tests.apps.basic.note"].delay("x")
+    assert "already exists with other arguments" in str(caught.value)
+    assert "rabbitmqctl delete_queue" in str(caught.value)

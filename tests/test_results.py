@@ -97,6 +97,24 @@ def test_revoke_before_it_runs_skips_it(app_from, start_worker, probe: Probe) ->
         handle.get(timeout=1)
 
 
+def test_revoke_reaches_a_running_worker_before_the_task_starts(
+    app_from, start_worker, rdb, redis_prefix
+) -> None:
+    # The worker learns of the revocation over pub/sub while the message waits behind
+    # a busy slot; it must skip it from its in-memory list, not run it.
+    app = app_from("features")
+    start_worker("features", "-Q", "feat", "--concurrency", "1")
+    busy = app.tasks[F + "stuck"].delay(1.0)
+    wait_events(rdb, redis_prefix, "start", 1)
+    add = app.tasks[F + "add"]
+    revoked = add.delay(1, 2)
+    revoked.revoke()
+    later = add.delay(3, 4)
+    assert later.get(timeout=10) == 7  # queued after the revoked one: it was handled by now
+    assert busy.state == State.SUCCESS
+    assert revoked.state == State.REVOKED
+
+
 def test_revoke_with_terminate_cancels_a_running_async_task(
     app_from, start_worker, rdb, redis_prefix
 ) -> None:

@@ -36,7 +36,7 @@ def test_sigterm_lets_running_tasks_finish_and_exits_zero(
     sleeper.delay(1.0, "a")
     sleeper.delay(1.0, "b")
     wait_events(rdb, redis_prefix, "start", 2)
-    sleeper.delay(1.0, "queued")  # prefetch is full: stays in the queue
+    sleeper.delay(1.0, "queued")  # prefetched: waits for a slot, goes back at the stop
     worker.signal(signal.SIGTERM)
     assert worker.wait(15) == 0
     assert sorted(e["tag"] for e in events(rdb, redis_prefix, "finish")) == ["a", "b"]

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from taskcore.worker import PREFETCH_PER_SLOT
+
 from .broker_tools import Probe
 from .worker_log import events, wait_events
 
@@ -31,14 +33,15 @@ def test_concurrency_runs_sync_tasks_side_by_side_and_bounds_prefetch(
 ) -> None:
     app = app_from("basic")
     start_worker("basic", "-Q", "work", "--concurrency", "3")
-    app.tasks[T + "sleeper"].map([(1.0, f"t{i}") for i in range(7)])
+    app.tasks[T + "sleeper"].map([(1.0, f"t{i}") for i in range(10)])
     starts = wait_events(rdb, redis_prefix, "start", 3)
-    # Three run at once; the broker holds the other four back (prefetch = concurrency).
+    # Three run at once, three more wait in the worker; the broker holds the rest back.
+    assert PREFETCH_PER_SLOT == 2
     assert probe.depth("work") == 4
     finishes = wait_events(rdb, redis_prefix, "finish", 3)
     first_three_started = sorted(e["at"] for e in starts)[:3]
     assert max(first_three_started) < min(e["at"] for e in finishes)
-    wait_events(rdb, redis_prefix, "finish", 7)
+    wait_events(rdb, redis_prefix, "finish", 10, timeout=20)
 
 
 def test_retries_back_off_exponentially_then_dead_letter(
