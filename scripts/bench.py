@@ -45,6 +45,7 @@ def _enqueue(system: str, mode: str, n: int) -> float:
         else:
             for _ in range(n):
                 task.delay()
+        task.app.flush()  # unconfirmed: until every message was handed to the socket
     elif system == "celery":
         from celery import group
 
@@ -73,19 +74,25 @@ def _enqueue(system: str, mode: str, n: int) -> float:
 
 
 def _probes(system: str, n: int, rate: float) -> None:
-    """Send n latency probes at a steady rate."""
+    """Send one untimed warm-up task (it opens the connection), then n probes at a steady rate."""
     if system == "taskcore":
-        from scripts.bench_apps.taskcore_app import probe_task
+        from scripts.bench_apps.taskcore_app import incr_task, probe_task
+
+        incr_task.delay()
 
         def send(t: float) -> None:
             probe_task.delay(t)
     elif system == "celery":
-        from scripts.bench_apps.celery_app import probe_task
+        from scripts.bench_apps.celery_app import incr_task, probe_task
+
+        incr_task.delay()
 
         def send(t: float) -> None:
             probe_task.delay(t)
     else:
-        from scripts.bench_apps.dramatiq_app import probe_task
+        from scripts.bench_apps.dramatiq_app import incr_task, probe_task
+
+        incr_task.send()
 
         def send(t: float) -> None:
             probe_task.send(t)
@@ -218,10 +225,10 @@ def measure_latency(system: str, n: int, rate: float) -> dict[str, float]:
     with Run(system, confirm=True) as run:
         run.start_worker()
         run.child("_probes", system, "1", "1")  # warm up: the worker is consuming
-        run.wait_count(1, timeout=60)
+        run.wait_count(2, timeout=60)
         run.redis.delete(run.prefix + "latency")
-        run.child("_probes", system, str(n), str(rate))
-        run.wait_count(n + 1)
+        run.child("_probes", system, str(n), str(rate))  # its own warm-up task, then n probes
+        run.wait_count(n + 3)
         samples = sorted(float(x) for x in run.redis.lrange(run.prefix + "latency", 0, -1))
         return {
             "p50_ms": 1000 * samples[len(samples) // 2],
