@@ -61,7 +61,7 @@ class RateGate:
             if not limits:
                 return True
             try:
-                slot = time.time() + await self.limiter.reserve(limits)
+                slot = await self.limiter.reserve(limits)
             except redis.RedisError as exc:
                 log.error(
                     "rate limiter unavailable (Redis: %s); %s[%s] waits %ss and asks again",

@@ -1,10 +1,11 @@
 """Global rate limits: a GCRA token bucket in Redis, taken atomically by a Lua script.
 
 Each call *reserves* the next free slot instead of trying and failing: the
-script returns how long the caller must wait for its slot. Waiters therefore
+script returns the slot's start as a Unix time on Redis's clock. Waiters therefore
 run in the order they asked, none can starve, and over any window the number
 of starts is at most ``rate x window + burst``. The limit is shared by every
-worker and process that talks to the same Redis.
+worker and process that talks to the same Redis. Workers compare slots with
+their own clocks, so their machines keep time with NTP.
 
 A limit is a string ``"<count>/<unit>"`` with unit s, m or h (``"10/m"``,
 ``"5/s"``, ``"1000/h"``). ``TaskApp.set_rate_limit`` stores an override in
@@ -47,7 +48,7 @@ def parse_rate(text: str, burst: int = 1) -> Rate:
 
 
 # KEYS[1]: the overrides hash; KEYS[2..]: one TAT key per limit.
-# ARGV: (name, interval, burst) per limit. Returns the wait in seconds, as a string.
+# ARGV: (name, interval, burst) per limit. Returns the slot's Unix time, as a string.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -77,7 +78,7 @@ for i = 2, #KEYS do
   local ttl = math.ceil((tat - now) * 1000) + 60000
   redis.call('SET', KEYS[i], string.format('%.6f', tat), 'PX', ttl)
 end
-return string.format('%.6f', allowed - now)
+return string.format('%.6f', allowed)
 """
 
 
@@ -91,7 +92,12 @@ class RateLimiter:
         self._script = client.register_script(_RESERVE)
 
     async def reserve(self, limits: dict[str, Rate]) -> float:
-        """Reserve one start under every limit; returns seconds to wait before starting."""
+        """Reserve one start under every limit; returns the Unix time the start may happen.
+
+        An absolute time, not a wait: a wait would be counted from whenever the
+        reply is read, so a worker whose loop was busy for 20 ms would start
+        20 ms late and bunch up with the next start (seen on a loaded machine).
+        """
         keys = [self.overrides_key] + [f"{self.namespace}:rate:{name}" for name in limits]
         argv: list[str | float | int] = []
         for name, rate in limits.items():
