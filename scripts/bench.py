@@ -207,10 +207,9 @@ def measure_enqueue(system: str, mode: str, n: int) -> float:
 
 def measure_drain(system: str, n: int, results: bool) -> dict[str, float]:
     with Run(system, confirm=False) as run:
-        if system == "taskcore" and not results:
-            run.child("_fill_no_result", str(n))
-        else:
-            run.child("_enqueue", system, "batch", str(n))
+        if not results:  # only taskcore has results to switch off
+            run.env["TASKCORE_STORE_RESULTS"] = "0"
+        run.child("_enqueue", system, "batch", str(n))
         spawned = run.start_worker()
         first = run.wait_count(1)
         last = run.wait_count(n)
@@ -310,18 +309,10 @@ def render(rows: list[Any], machine: str, runs: int, markdown: bool) -> str:
     return "\n".join(out)
 
 
-def _fill_no_result(n: int) -> None:
-    from scripts.bench_apps.taskcore_app import incr_no_result
-
-    incr_no_result.map([() for _ in range(n)])
-
-
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_enqueue":
         print(_enqueue(sys.argv[2], sys.argv[3], int(sys.argv[4])))
     elif len(sys.argv) > 1 and sys.argv[1] == "_probes":
         _probes(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
-    elif len(sys.argv) > 1 and sys.argv[1] == "_fill_no_result":
-        _fill_no_result(int(sys.argv[2]))
     else:
         main()

@@ -171,6 +171,7 @@ class TaskApp:
         If it is held by a task that failed, was dead-lettered or revoked, the new
         call takes it over. Returns the handle of whichever task holds the key.
         """
+        self.results.require_enabled()  # the key's holder is judged by its stored state
         redis_key = self.results.keys.idempotency(key)
         ttl = int(window or self.settings.result_expires)
         client = self.results.redis
@@ -196,8 +197,12 @@ class TaskApp:
     def results(self) -> ResultStore:
         """Synchronous access to task states and results in Redis."""
         if self._results is None:
+            settings = self.settings
             self._results = ResultStore(
-                self.settings.redis_url, self.settings.namespace, self.settings.result_expires
+                settings.redis_url,
+                settings.namespace,
+                settings.result_expires,
+                settings.store_results,
             )
         return self._results
 
@@ -218,7 +223,8 @@ class TaskApp:
         sees ``current_task.is_cancelled()`` and, under ``--processes``, its
         worker process is ended and replaced.
         """
-        if self.status(task_id).state in {State.PENDING, State.RECEIVED, State.RETRY}:
+        not_started = {State.PENDING, State.RECEIVED, State.RETRY}
+        if self.results.enabled and self.status(task_id).state in not_started:
             self.results.set_state(task_id, State.REVOKED)
         self.results.revoke(task_id, "terminate" if terminate else "revoke")
 

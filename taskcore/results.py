@@ -18,6 +18,7 @@ import redis
 import redis.asyncio as aioredis
 
 from .coalesce import Coalescer
+from .errors import ConfigurationError
 from .states import READY_STATES, State
 
 #: Fields every status has; anything else a writer adds is kept in ``extra``.
@@ -109,18 +110,38 @@ def decode(task_id: str, raw: dict[bytes | str, bytes | str]) -> TaskStatus:
     return TaskStatus(id=task_id, state=state, extra=values, **known)
 
 
-class ResultStore:
-    """Synchronous access for callers: read statuses, revoke, claim idempotency keys."""
+#: What reading a status says when the app stores none.
+RESULTS_OFF = (
+    "task states and results are not stored: TASKCORE_STORE_RESULTS is off for this app; "
+    "turn it on (the default) to use handle.get(), task status and idempotency keys"
+)
 
-    def __init__(self, url: str, namespace: str, expires: float) -> None:
+
+class ResultStore:
+    """Synchronous access for callers: read statuses, revoke, claim idempotency keys.
+
+    With ``enabled=False`` (TASKCORE_STORE_RESULTS off) states are neither
+    written nor read: reading one raises ConfigurationError.
+    """
+
+    def __init__(self, url: str, namespace: str, expires: float, enabled: bool = True) -> None:
         self.keys = Keys(namespace)
         self.expires = int(expires)
+        self.enabled = enabled
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
 
+    def require_enabled(self) -> None:
+        """Raise ConfigurationError (saying how to fix it) when states are not stored."""
+        if not self.enabled:
+            raise ConfigurationError(RESULTS_OFF)
+
     def status(self, task_id: str) -> TaskStatus:
+        self.require_enabled()
         return decode(task_id, self.redis.hgetall(self.keys.task(task_id)))
 
     def set_state(self, task_id: str, state: State, **fields: Any) -> None:
+        if not self.enabled:
+            return
         key = self.keys.task(task_id)
         with self.redis.pipeline() as pipe:
             pipe.hset(key, mapping=encode(state, **fields))
@@ -143,17 +164,22 @@ class ResultStore:
 
 
 class AsyncResultStore:
-    """The worker's asyncio access: write states, results, errors and progress."""
+    """The worker's asyncio access: write states, results, errors and progress.
 
-    def __init__(self, url: str, namespace: str, expires: float) -> None:
+    With ``enabled=False`` nothing is written and no state is known.
+    """
+
+    def __init__(self, url: str, namespace: str, expires: float, enabled: bool = True) -> None:
         self.keys = Keys(namespace)
         self.expires = int(expires)
+        self.enabled = enabled
         self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
         self._writes: Coalescer[tuple[str, dict[str, str]]] = Coalescer(self._write)
 
     async def set_state(self, task_id: str, state: State, **fields: Any) -> None:
         """Record a state change; the writes of one loop iteration share a Redis round trip."""
-        await self._writes.add((self.keys.task(task_id), encode(state, **fields)))
+        if self.enabled:
+            await self._writes.add((self.keys.task(task_id), encode(state, **fields)))
 
     async def _write(self, writes: list[tuple[str, dict[str, str]]]) -> None:
         commands: list[tuple[Any, ...]] = []
@@ -176,6 +202,8 @@ class AsyncResultStore:
 
     async def state_of(self, task_id: str) -> State | None:
         """The stored state of a task, or None when Redis has none."""
+        if not self.enabled:
+            return None
         state = await self.redis.hget(self.keys.task(task_id), "state")
         return State(json.loads(state)) if state else None
 

@@ -32,6 +32,10 @@ class Settings:
     confirm_publish: bool = True
     #: Seconds task states and results are kept in Redis.
     result_expires: float = 86400.0
+    #: Keep each task's state, result and progress in Redis. Off: workers write
+    #: nothing per task (faster), and handle.get(), status and idempotency keys
+    #: raise ConfigurationError; events, history and metrics still work.
+    store_results: bool = True
     #: Task-name patterns (fnmatch) to queue names, e.g. {"webapp.users.*": "user_tasks"}.
     routes: Mapping[str, str] = field(default_factory=dict)
     #: Per-queue options: {"high": {"max_priority": 9}, "orders": {"type": "quorum"}}.

@@ -89,6 +89,28 @@ def test_status_and_revoke_endpoints(history_client) -> None:
     assert bad.status_code == 400
 
 
+def test_status_with_results_off_is_a_409_that_says_why(amqp_url: str, namespace: str) -> None:
+    app = create_app(
+        {
+            "TESTING": True,
+            "TASKCORE_BROKER_URL": amqp_url,
+            "TASKCORE_NAMESPACE": namespace,
+            "TASKCORE_STORE_RESULTS": False,
+        }
+    )
+    try:
+        client = app.test_client()
+        sent = client.post("/api/tasks", json={"task": "webapp.tasks.add", "args": [1, 2]})
+        task_id = sent.get_json()["id"]
+        status = client.get(f"/api/tasks/{task_id}")
+        assert status.status_code == 409
+        assert "TASKCORE_STORE_RESULTS is off" in status.get_json()["error"]
+        revoked = client.post(f"/api/tasks/{task_id}/revoke")
+        assert revoked.status_code == 202 and revoked.get_json() == {"id": task_id, "revoked": True}
+    finally:
+        app.extensions["taskcore"].close()
+
+
 def test_history_endpoint_filters_runs(history_client) -> None:
     import time
 

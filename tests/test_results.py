@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from taskcore import State, TaskFailed
+from taskcore import ConfigurationError, State, TaskFailed
 
 from .broker_tools import Probe
 from .worker_log import events, wait_events
@@ -199,3 +199,28 @@ def test_an_idempotency_key_runs_the_effect_once(app_from, start_worker, rdb, re
     time.sleep(0.5)
     assert rdb.get(redis_prefix + "effect:42") == "1"
     assert rdb.get(redis_prefix + "effect:43") == "1"
+
+
+def test_with_results_off_workers_store_nothing_and_reads_say_why(
+    app_from, start_worker, cli, rdb, redis_prefix, namespace, monkeypatch
+) -> None:
+    off = {"TASKCORE_STORE_RESULTS": "0"}
+    monkeypatch.setenv("TASKCORE_STORE_RESULTS", "0")
+    app = app_from("features")
+    stuck = app.tasks[F + "stuck"]
+    spec = ["-A", "tests.apps.features:app"]
+    revoked = stuck.delay(0)
+    cancelled = cli("cancel", *spec, revoked.id, env_overrides=off)
+    assert cancelled.returncode == 0 and "revoked; state not stored" in cancelled.stdout
+    start_worker("features", "-Q", "feat", "--concurrency", "1", env=off)
+    ran = stuck.delay(0)
+    assert [e["id"] for e in wait_events(rdb, redis_prefix, "start", 1)] == [ran.id]
+    with pytest.raises(ConfigurationError, match="TASKCORE_STORE_RESULTS is off"):
+        ran.get(timeout=1)
+    with pytest.raises(ConfigurationError, match="TASKCORE_STORE_RESULTS is off"):
+        app.tasks[F + "confirm_order"].delay(1)  # an idempotency key needs stored states
+    shown = cli("result", *spec, ran.id, env_overrides=off)
+    assert shown.returncode == 1 and "TASKCORE_STORE_RESULTS is off" in shown.stderr
+    time.sleep(0.3)  # let the worker write whatever it would write
+    assert list(rdb.scan_iter(f"{namespace}:task:*")) == []
+    assert len(events(rdb, redis_prefix, "start")) == 1  # the revoked one never ran

@@ -63,6 +63,8 @@ def task_status(task_id: str) -> Any:
         status = current_app.extensions["taskcore"].status(task_id)
     except redis.RedisError as exc:
         return error(503, f"the result store is unavailable: {exc}")
+    except ConfigurationError as exc:  # TASKCORE_STORE_RESULTS is off
+        return error(409, str(exc))
     return jsonify(status.as_dict())
 
 
@@ -82,6 +84,8 @@ def revoke_task(task_id: str) -> Any:
     task_app = current_app.extensions["taskcore"]
     try:
         task_app.revoke(task_id, terminate=data["terminate"])
+        if not task_app.settings.store_results:
+            return jsonify({"id": task_id, "revoked": True}), 202
         status = task_app.status(task_id)
     except redis.RedisError as exc:
         return error(503, f"the result store is unavailable: {exc}")

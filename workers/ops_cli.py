@@ -102,7 +102,7 @@ def cancel(app_spec, task_id, terminate) -> None:
     app = load_app(app_spec)
     with failing_clearly():
         app.revoke(task_id, terminate=terminate)
-        state = app.status(task_id).state
+        state = app.status(task_id).state if app.settings.store_results else "not stored"
     click.echo(f"{task_id}: revoked{' (terminate)' if terminate else ''}; state {state}")
 
 

@@ -14,11 +14,6 @@ def incr_task() -> None:
     incr()
 
 
-@app.task(queue="bench", name="bench.incr_no_result", ignore_result=True)
-def incr_no_result() -> None:
-    incr()
-
-
 @app.task(queue="bench", name="bench.probe", ignore_result=True)
 def probe_task(sent_at: float) -> None:
     probe(sent_at)
