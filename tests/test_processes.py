@@ -103,3 +103,17 @@ def test_an_unreachable_broker_stops_the_worker_with_a_clear_message(task_env) -
     assert "cannot reach the broker at amqp://guest@127.0.0.1:1/" in done.stderr
     assert "pw@" not in done.stderr
     assert time.monotonic() - started < 20
+
+
+def test_a_worker_for_an_app_that_cannot_be_imported_says_why(task_env) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "workers", "worker", "-A", "tests.apps.nope:app", "-p", "2"],
+        cwd=ROOT,
+        env={**os.environ, **task_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "cannot start: cannot import 'tests.apps.nope'" in done.stderr
+    assert "worker process could not start; stopping" in done.stderr

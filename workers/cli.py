@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
-import socket
 
 import click
 
 from .loading import APP_OPTION, load_app
+from .supervise import LOG_FORMAT
 
-#: Commands whose modules are imported only when they run, so that `taskcore worker`
-#: (whose supervisor process stays up beside its workers) does not load them.
+#: Commands whose modules are imported only when they run: each command loads only
+#: what it needs, and `taskcore --help` or `taskcore worker` start quickly.
 LAZY_COMMANDS = {
     **{name: f"workers.ops_cli:{attr}" for name, attr in [
         ("send", "send"), ("result", "result"), ("cancel", "cancel"), ("purge", "purge"),
@@ -46,10 +45,7 @@ class LazyGroup(click.Group):
 )
 def cli(loglevel: str) -> None:
     """taskcore: background tasks on RabbitMQ."""
-    logging.basicConfig(
-        level=loglevel.upper(),
-        format="%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
 
 
 @cli.command()
@@ -99,40 +95,20 @@ def worker(
     max_tasks_per_child: int,
 ) -> None:
     """Consume queues and run their tasks until SIGTERM."""
-    from .supervisor import EXIT_STARTUP_FAILED, Supervisor
+    from .supervise import exec_supervisor
 
-    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
-
-    def run_child(index: int) -> int:
-        # Only worker processes import the app: the supervisor stays small.
-        from taskcore import TaskcoreError
-
-        from .run_worker import run_worker
-
-        name = None
-        if hostname:
-            name = (
-                hostname.replace("%h", socket.gethostname())
-                .replace("%i", str(index))
-                .replace("%p", str(os.getpid()))
-            )
-        try:
-            app = load_app(app_spec)
-            return run_worker(
-                app,
-                names or [app.settings.default_queue],
-                concurrency=concurrency,
-                grace_period=grace_period,
-                hostname=name,
-                supervised=True,
-                max_tasks=max_tasks_per_child or None,
-            )
-        except (TaskcoreError, click.ClickException) as exc:
-            message = exc.format_message() if isinstance(exc, click.ClickException) else exc
-            logging.getLogger("taskcore.worker").error("cannot start: %s", message)
-            return EXIT_STARTUP_FAILED
-
-    raise SystemExit(Supervisor(run_child, processes).run())
+    exec_supervisor(
+        {
+            "loglevel": click.get_current_context().find_root().params["loglevel"],
+            "app_spec": app_spec,
+            "queues": [q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+            "concurrency": concurrency,
+            "grace_period": grace_period,
+            "hostname": hostname,
+            "processes": processes,
+            "max_tasks_per_child": max_tasks_per_child,
+        }
+    )
 
 
 @cli.command()

@@ -1,13 +1,12 @@
-"""Find the TaskApp a command works on: ``-A package.module:app`` or ``TASKCORE_APP``."""
+"""The ``-A`` option of the commands and the app it names, as click expects them."""
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from typing import TYPE_CHECKING
 
 import click
+
+from .find_app import AppNotFound, find_app
 
 if TYPE_CHECKING:
     from taskcore import TaskApp
@@ -24,24 +23,8 @@ APP_OPTION = click.option(
 
 
 def load_app(spec: str | None) -> TaskApp:
-    """Import ``module:attribute`` (attribute defaults to ``app``) and return the TaskApp there."""
-    from taskcore import TaskApp
-
-    spec = spec or os.environ.get("TASKCORE_APP")
-    if not spec:
-        raise click.UsageError("say which app to use: -A package.module:app (or set TASKCORE_APP)")
-    module_name, _, attribute = spec.partition(":")
-    attribute = attribute or "app"
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # like `python -m`, find modules in the current directory
+    """The TaskApp named by ``-A`` or TASKCORE_APP; a usage error that says why if none."""
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.UsageError(f"cannot import {module_name!r} (from -A {spec}): {exc}") from exc
-    app = getattr(module, attribute, None)
-    if not isinstance(app, TaskApp):
-        found = "nothing" if app is None else type(app).__name__
-        raise click.UsageError(
-            f"{spec}: expected a TaskApp at {module_name}.{attribute}, found {found}"
-        )
-    return app
+        return find_app(spec)
+    except AppNotFound as exc:
+        raise click.UsageError(str(exc)) from exc

@@ -1,8 +1,9 @@
 """Run N worker processes and keep them running (``taskcore worker --processes N``).
 
 The supervisor forks its children before anything imports the app: it stays
-a small process (the app, aio-pika and Redis live only in the children), and a
-child that cannot load the app exits with EXIT_STARTUP_FAILED. A child that
+a small process (the app, aio-pika and Redis live only in the children; see
+supervise.py for how click is left behind too), and a child that cannot load
+the app exits with EXIT_STARTUP_FAILED. A child that
 dies is replaced; one that reached ``--max-tasks-per-child`` or asked to be
 replaced (hard time limit, terminate of a sync task) is started afresh.
 SIGTERM/SIGINT are passed on to every child, which drains gracefully; a
@@ -14,13 +15,11 @@ unacknowledged messages return to the queue.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 log = logging.getLogger("taskcore.supervisor")
 
@@ -32,11 +31,14 @@ QUICK_DEATH = 1.0
 _PR_SET_PDEATHSIG = 1
 
 
-@dataclass
 class Child:
-    index: int
-    pid: int
-    started: float
+    """A running worker process: its slot, pid and start time (monotonic)."""
+
+    # A plain class: dataclasses would add ~1 MB to the supervisor's imports.
+    __slots__ = ("index", "pid", "started")
+
+    def __init__(self, index: int, pid: int, started: float) -> None:
+        self.index, self.pid, self.started = index, pid, started
 
 
 class Supervisor:
@@ -137,6 +139,8 @@ def _describe(code: int) -> str:
 
 def _die_with_parent() -> None:
     """Linux: have the kernel SIGKILL this process when the supervisor dies."""
+    import ctypes  # in the child only: the supervisor stays small
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
