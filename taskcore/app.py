@@ -197,13 +197,7 @@ class TaskApp:
     def results(self) -> ResultStore:
         """Synchronous access to task states and results in Redis."""
         if self._results is None:
-            settings = self.settings
-            self._results = ResultStore(
-                settings.redis_url,
-                settings.namespace,
-                settings.result_expires,
-                settings.store_results,
-            )
+            self._results = ResultStore(self.settings)
         return self._results
 
     def status(self, task_id: str) -> TaskStatus:

@@ -12,7 +12,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio as aioredis
@@ -20,6 +20,9 @@ import redis.asyncio as aioredis
 from .coalesce import Coalescer
 from .errors import ConfigurationError
 from .states import READY_STATES, State
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 #: Fields every status has; anything else a writer adds is kept in ``extra``.
 _KNOWN = ("state", "task", "queue", "worker", "attempts", "result", "error", "progress")
@@ -120,15 +123,17 @@ RESULTS_OFF = (
 class ResultStore:
     """Synchronous access for callers: read statuses, revoke, claim idempotency keys.
 
-    With ``enabled=False`` (TASKCORE_STORE_RESULTS off) states are neither
+    With TASKCORE_STORE_RESULTS off (``enabled`` False) states are neither
     written nor read: reading one raises ConfigurationError.
     """
 
-    def __init__(self, url: str, namespace: str, expires: float, enabled: bool = True) -> None:
-        self.keys = Keys(namespace)
-        self.expires = int(expires)
-        self.enabled = enabled
-        self.redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    def __init__(self, settings: Settings) -> None:
+        self.keys = Keys(settings.namespace)
+        self.expires = int(settings.result_expires)
+        self.enabled = settings.store_results
+        self.redis = redis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=5, socket_timeout=10
+        )
 
     def require_enabled(self) -> None:
         """Raise ConfigurationError (saying how to fix it) when states are not stored."""
@@ -166,14 +171,16 @@ class ResultStore:
 class AsyncResultStore:
     """The worker's asyncio access: write states, results, errors and progress.
 
-    With ``enabled=False`` nothing is written and no state is known.
+    With TASKCORE_STORE_RESULTS off nothing is written and no state is known.
     """
 
-    def __init__(self, url: str, namespace: str, expires: float, enabled: bool = True) -> None:
-        self.keys = Keys(namespace)
-        self.expires = int(expires)
-        self.enabled = enabled
-        self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    def __init__(self, settings: Settings) -> None:
+        self.keys = Keys(settings.namespace)
+        self.expires = int(settings.result_expires)
+        self.enabled = settings.store_results
+        self.redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=5, socket_timeout=10
+        )
         self._writes: Coalescer[tuple[str, dict[str, str]]] = Coalescer(self._write)
 
     async def set_state(self, task_id: str, state: State, **fields: Any) -> None:

@@ -98,9 +98,7 @@ class Worker:
         self._client = BrokerClient(app.settings, app.topology)
         self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="taskcore-task")
         settings = app.settings
-        results = AsyncResultStore(
-            settings.redis_url, settings.namespace, settings.result_expires, settings.store_results
-        )
+        results = AsyncResultStore(settings)
         self.revocations = RevocationList(results.redis, results.keys)
         self.handler = MessageHandler(
             app,
