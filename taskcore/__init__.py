@@ -3,32 +3,36 @@
 from .app import TaskApp
 from .context import current_task
 from .errors import (
+    BrokerUnavailable,
     ConfigurationError,
     DecodeError,
     EncodeError,
     PublishError,
+    QueueNotFound,
     Reject,
     Retry,
     SoftTimeLimitExceeded,
     TaskcoreError,
     TaskFailed,
     TaskRevoked,
+    TimeLimitExceeded,
 )
-from .execution import TimeLimitExceeded
+from .options import TaskOptions
 from .results import TaskStatus
 from .settings import Settings
 from .states import READY_STATES, State
-from .task import RetryPolicy, Task, TaskHandle
+from .task import Task, TaskHandle
 
 __all__ = [
     "READY_STATES",
+    "BrokerUnavailable",
     "ConfigurationError",
     "DecodeError",
     "EncodeError",
     "PublishError",
+    "QueueNotFound",
     "Reject",
     "Retry",
-    "RetryPolicy",
     "Settings",
     "SoftTimeLimitExceeded",
     "State",
@@ -36,6 +40,7 @@ __all__ = [
     "TaskApp",
     "TaskFailed",
     "TaskHandle",
+    "TaskOptions",
     "TaskRevoked",
     "TaskStatus",
     "TaskcoreError",

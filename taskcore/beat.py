@@ -18,12 +18,13 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import redis
 
 from .errors import PublishError
-from .schedules import Schedule, ScheduleKeys
+from .schedules import Schedule
 
 if TYPE_CHECKING:
     from .app import TaskApp
@@ -59,11 +60,13 @@ class Beat:
     def __init__(self, app: TaskApp, name: str | None = None) -> None:
         self.app = app
         self.id = name or f"beat-{os.getpid()}@{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
-        self.keys = ScheduleKeys(app.settings.namespace)
-        self.redis = app.results.redis
+        self.keys = app.keys
+        self.redis = app.redis
         self._lease = self.redis.register_script(_LEASE)
         self._release = self.redis.register_script(_RELEASE)
         self.leading = False
+        #: Fire times this beat enqueued, by schedule (``taskcore_schedule_fires_total``).
+        self.fires: Counter[str] = Counter()
         self.stop_event = threading.Event()
 
     def run(self) -> None:
@@ -80,39 +83,39 @@ class Beat:
                 self.stop_event.wait(TICK)
         finally:
             with contextlib.suppress(redis.RedisError):
-                self._release(keys=[self.keys.leader], args=[self.id])
+                self._release(keys=[self.keys.beat_leader], args=[self.id])
             log.info("beat %s stopped", self.id)
 
     def tick(self, now: float) -> None:
         """Renew or take the lease; if leading, publish every due fire time."""
         leading = bool(
-            self._lease(keys=[self.keys.leader], args=[self.id, int(LEASE_SECONDS * 1000)])
+            self._lease(keys=[self.keys.beat_leader], args=[self.id, int(LEASE_SECONDS * 1000)])
         )
         if leading != self.leading:
             log.info("beat %s %s", self.id, "is now the leader" if leading else "is standing by")
             self.leading = leading
         if not leading:
             return
-        paused = {p.decode() for p in self.redis.smembers(self.keys.paused)}
+        paused = {p.decode() for p in self.redis.smembers(self.keys.schedules_paused)}
         for schedule in self.app.schedules.values():
             if schedule.name not in paused:
                 self._fire_due(schedule, now)
 
     def _fire_due(self, schedule: Schedule, now: float) -> None:
-        raw = self.redis.hget(self.keys.last, schedule.name)
+        raw = self.redis.hget(self.keys.schedules_last, schedule.name)
         if raw is None:  # a new schedule: start from now, no back-fill
-            self.redis.hset(self.keys.last, schedule.name, repr(now))
+            self.redis.hset(self.keys.schedules_last, schedule.name, repr(now))
             return
         to_run, latest = schedule.due(float(raw), now)
         for fire_time in to_run:
             if not self.enqueue(schedule, schedule.task_id(fire_time)):
                 return  # try again next tick; the claims of those sent stop repeats
         if latest is not None:
-            self.redis.hset(self.keys.last, schedule.name, repr(latest))
+            self.redis.hset(self.keys.schedules_last, schedule.name, repr(latest))
 
     def enqueue(self, schedule: Schedule, task_id: str) -> bool:
         """Claim ``task_id`` and publish it; False if publishing failed (claim released)."""
-        claim = self.keys.claim(task_id)
+        claim = self.keys.schedule_claim(task_id)
         if not self.redis.set(claim, self.id, nx=True, ex=CLAIM_SECONDS):
             log.debug("%s was already enqueued", task_id)
             return True
@@ -128,5 +131,6 @@ class Beat:
             self.redis.delete(claim)
             log.error("could not enqueue %s: %s", task_id, exc)
             return False
+        self.fires[schedule.name] += 1
         log.info("enqueued %s (%s)", task_id, schedule.task)
         return True

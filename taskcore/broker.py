@@ -20,7 +20,7 @@ from aiormq.abc import AbstractChannel as RawChannel
 from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError, DeliveryError
 from pamqp.commands import Basic
 
-from .errors import PublishError
+from .errors import BrokerUnavailable, PublishError
 from .message import Envelope
 from .settings import Settings
 from .topology import Topology
@@ -29,6 +29,21 @@ log = logging.getLogger(__name__)
 
 #: Failures that mean "the connection is gone", worth one resend on a new one.
 CONNECTION_ERRORS = (AMQPConnectionError, ChannelInvalidStateError, ConnectionError, OSError)
+
+
+async def connect(settings: Settings) -> AbstractConnection:
+    """Open a connection to the broker; BrokerUnavailable says where and why if it cannot.
+
+    Every part of taskcore connects through here: workers, publishers, the
+    recorder, remote control and the operations API.
+    """
+    try:
+        return await aio_pika.connect(settings.broker_url, timeout=settings.connect_timeout)
+    except (TimeoutError, *CONNECTION_ERRORS) as exc:
+        raise BrokerUnavailable(
+            f"cannot reach the broker at {settings.safe_broker_url}: {_describe(exc)}. "
+            "Is RabbitMQ running? (TASKCORE_BROKER_URL)"
+        ) from exc
 
 
 class BrokerClient:
@@ -56,10 +71,8 @@ class BrokerClient:
             if self._channel is not None and not self._channel.is_closed:
                 return self._channel
             await self.close()
+            self._connection = await connect(self.settings)
             try:
-                self._connection = await aio_pika.connect(
-                    self.settings.broker_url, timeout=self.settings.connect_timeout
-                )
                 self._channel = await self._connection.channel(
                     publisher_confirms=self.settings.confirm_publish
                 )
@@ -67,9 +80,9 @@ class BrokerClient:
                 self._raw = await self._channel.get_underlay_channel()
             except (TimeoutError, *CONNECTION_ERRORS) as exc:
                 await self.close()
-                raise PublishError(
-                    f"cannot reach the broker at {self.settings.safe_broker_url}: "
-                    f"{_describe(exc)}. Is RabbitMQ running? (TASKCORE_BROKER_URL)"
+                raise BrokerUnavailable(
+                    f"lost the broker at {self.settings.safe_broker_url} while opening a "
+                    f"channel: {_describe(exc)}"
                 ) from exc
             return self._channel
 

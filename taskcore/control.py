@@ -19,16 +19,24 @@ import logging
 import os
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import redis
+import redis.asyncio as aioredis
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pamqp.commands import Basic
 
+from .broker import connect
+
 if TYPE_CHECKING:
     from .app import TaskApp
-    from .worker import Worker
+    from .keys import RedisKeys
+    from .states import State
+    from .topology import Topology
 
 log = logging.getLogger("taskcore.worker")
 
@@ -39,61 +47,95 @@ COMMANDS = ("ping", "active", "reserved", "registered", "stats", "queues")
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
-def workers_key(namespace: str) -> str:
-    return f"{namespace}:workers"
+class OutcomeCounts(Counter[tuple[str, str]]):
+    """A state listener: how many changes to each state this process saw, by queue."""
+
+    def __call__(self, task_id: str, state: State, fields: dict[str, Any]) -> None:
+        self[(str(fields.get("queue")), str(state))] += 1
+
+    def by_queue(self) -> dict[str, dict[str, int]]:
+        """``{queue: {state: count}}``, as heartbeats carry it."""
+        counts: dict[str, dict[str, int]] = {}
+        for (queue, state), n in self.items():
+            counts.setdefault(queue, {})[state] = n
+        return counts
+
+
+@dataclass
+class WorkerSnapshot:
+    """What a worker process is doing now, as its heartbeat and control answers tell it."""
+
+    hostname: str
+    queues: list[str]
+    concurrency: int
+    processed: int
+    started: float
+    counts: dict[str, dict[str, int]]
+    #: Unacknowledged messages held, by queue (running or waiting for a slot).
+    held_by_queue: dict[str, int]
+    #: Tasks running now: id, task, queue, attempt.
+    active: list[dict[str, Any]]
+    #: Messages held but not started: id, task.
+    reserved: list[dict[str, Any]]
+    registered: list[str]
+    pid: int = field(default_factory=os.getpid)
+
+    def stats(self) -> dict[str, Any]:
+        """The heartbeat: counts and sizes, not the lists of tasks."""
+        return {
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "queues": self.queues,
+            "concurrency": self.concurrency,
+            "running": len(self.active),
+            "held": len(self.active) + len(self.reserved),
+            "held_by_queue": self.held_by_queue,
+            "processed": self.processed,
+            "started": self.started,
+            "at": time.time(),
+            "counts": self.counts,
+        }
 
 
 class WorkerControl:
     """Heartbeats and control answers for one worker process."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.started = time.time()
-        self._previous: dict[str, Any] = {"counts": {}, "at": self.started}
-
-    def snapshot(self) -> dict[str, Any]:
-        """What this worker reports about itself (``stats``)."""
-        worker, handler = self.worker, self.worker.handler
-        counts: dict[str, dict[str, int]] = {}
-        for (queue, state), n in handler.counts.items():
-            counts.setdefault(queue, {})[state] = n
-        return {
-            "hostname": worker.hostname,
-            "pid": os.getpid(),
-            "queues": worker.queues,
-            "concurrency": worker.concurrency,
-            "running": len(handler.running),
-            "held": len(worker.held_messages()),
-            "held_by_queue": dict(worker.held_by_queue),
-            "processed": worker.processed,
-            "started": self.started,
-            "at": time.time(),
-            "counts": counts,
-        }
+    def __init__(
+        self,
+        topology: Topology,
+        keys: RedisKeys,
+        client: aioredis.Redis,
+        snapshot: Callable[[], WorkerSnapshot],
+    ) -> None:
+        self.topology = topology
+        self.keys = keys
+        self.redis = client
+        self.snapshot = snapshot
+        self._previous: dict[str, Any] | None = None
 
     async def heartbeat(self) -> None:
         """Write a heartbeat every HEARTBEAT_SECONDS until cancelled; remove it on the way out."""
-        client = self.worker.handler.results.redis
-        key = workers_key(self.worker.app.settings.namespace)
+        hostname = self.snapshot().hostname
         try:
             while True:
-                beat = self.snapshot()
-                beat["previous"] = self._previous
+                beat = self.snapshot().stats()
+                beat["previous"] = self._previous or {"counts": {}, "at": beat["started"]}
                 try:
-                    await client.hset(key, self.worker.hostname, json.dumps(beat, default=str))
+                    await self.redis.hset(
+                        self.keys.workers, hostname, json.dumps(beat, default=str)
+                    )
                 except redis.RedisError as exc:
                     log.warning("could not write heartbeat (%s)", exc)
                 self._previous = {"counts": beat["counts"], "at": beat["at"]}
                 await asyncio.sleep(HEARTBEAT_SECONDS)
         finally:
             with contextlib.suppress(redis.RedisError):
-                await client.hdel(key, self.worker.hostname)
+                await self.redis.hdel(self.keys.workers, hostname)
 
     async def listen(self, channel: AbstractChannel) -> None:
         """Consume control commands on an exclusive queue bound to the control exchange."""
-        topology = self.worker.app.topology
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        await queue.bind(topology.control_exchange)
+        await queue.bind(self.topology.control_exchange)
         await queue.consume(self._on_command, no_ack=True)
 
     async def _on_command(self, message: AbstractIncomingMessage) -> None:
@@ -104,7 +146,8 @@ class WorkerControl:
             return
         if not message.reply_to:
             return
-        body = {"worker": self.worker.hostname, "command": command, "reply": self.answer(command)}
+        snapshot = self.snapshot()
+        body = {"worker": snapshot.hostname, "command": command, "reply": answer(snapshot, command)}
         await message.channel.basic_publish(
             json.dumps(body, default=str).encode(),
             routing_key=message.reply_to,
@@ -113,41 +156,26 @@ class WorkerControl:
             ),
         )
 
-    def answer(self, command: str | None) -> Any:
-        """The reply to one control command."""
-        worker, handler = self.worker, self.worker.handler
-        if command == "ping":
-            return "pong"
-        if command == "active":
-            return [
-                {
-                    "id": r.context.id,
-                    "task": r.context.name,
-                    "queue": r.context.queue,
-                    "attempt": r.context.attempt,
-                }
-                for r in handler.running.values()
-            ]
-        if command == "reserved":
-            running = set(handler.running)
-            return [
-                {"id": m.message_id, "task": m.type}
-                for m in worker.held_messages()
-                if m.message_id not in running
-            ]
-        if command == "registered":
-            return sorted(worker.app.tasks)
-        if command == "stats":
-            return self.snapshot()
-        if command == "queues":
-            return worker.queues
+
+def answer(snapshot: WorkerSnapshot, command: str | None) -> Any:
+    """The reply to one control command."""
+    replies: dict[str, Callable[[], Any]] = {
+        "ping": lambda: "pong",
+        "active": lambda: snapshot.active,
+        "reserved": lambda: snapshot.reserved,
+        "registered": lambda: snapshot.registered,
+        "stats": snapshot.stats,
+        "queues": lambda: snapshot.queues,
+    }
+    reply = replies.get(command or "")
+    if reply is None:
         return {"error": f"unknown command {command!r}; known: {', '.join(COMMANDS)}"}
+    return reply()
 
 
 async def broadcast(app: TaskApp, command: str, timeout: float) -> list[dict[str, Any]]:
     """Send ``command`` to every worker and collect the replies that arrive within ``timeout``."""
-    settings = app.settings
-    connection = await aio_pika.connect(settings.broker_url, timeout=settings.connect_timeout)
+    connection = await connect(app.settings)
     try:
         channel = await connection.channel()
         await app.topology.declare_base(channel)
@@ -178,7 +206,7 @@ async def broadcast(app: TaskApp, command: str, timeout: float) -> list[dict[str
 
 def read_heartbeats(app: TaskApp) -> list[dict[str, Any]]:
     """Every worker's last heartbeat, with ``alive`` set by its age."""
-    raw = app.results.redis.hgetall(workers_key(app.settings.namespace))
+    raw = app.redis.hgetall(app.keys.workers)
     now = time.time()
     beats = [json.loads(value) for value in raw.values()]
     for beat in beats:

@@ -20,6 +20,8 @@ held in a worker's memory, any delay up to ``MAX_DELAY`` without blocking.
 from __future__ import annotations
 
 import math
+import time
+from datetime import datetime
 
 from .errors import ConfigurationError
 
@@ -61,3 +63,16 @@ def level_binding(level: int, bit: str) -> str:
 def delivery_binding(queue: str) -> str:
     """Binding key on the delivery exchange that matches every delay bound for ``queue``."""
     return "*." * LEVELS + queue
+
+
+def delay_seconds(countdown: float | None, eta: datetime | None) -> float:
+    """The delay a call asks for, as ``countdown`` seconds or an ``eta`` (past: none)."""
+    if countdown is not None and eta is not None:
+        raise ConfigurationError("give countdown or eta, not both")
+    if eta is not None:
+        return max(0.0, eta.timestamp() - time.time())
+    if countdown is not None:
+        if countdown < 0:
+            raise ConfigurationError(f"countdown must be >= 0 seconds, not {countdown}")
+        return float(countdown)
+    return 0.0

@@ -11,6 +11,14 @@ class PublishError(TaskcoreError):
     """The broker did not confirm a message: unreachable, refused it, or could not route it."""
 
 
+class BrokerUnavailable(PublishError):
+    """The broker could not be reached (down, wrong URL or credentials)."""
+
+
+class QueueNotFound(TaskcoreError, LookupError):
+    """An operation named a queue the broker does not have."""
+
+
 class EncodeError(TaskcoreError, TypeError):
     """Task arguments that cannot travel as JSON."""
 
@@ -73,3 +81,7 @@ class TaskRevoked(Exception):
 
 class SoftTimeLimitExceeded(Exception):
     """Raised inside a task whose ``soft_time_limit`` has passed; catch it to clean up."""
+
+
+class TimeLimitExceeded(Exception):
+    """A task ran past its hard ``time_limit`` and was stopped."""

@@ -2,12 +2,14 @@
 
 ``task_runs`` holds one row per task id with its latest state, timings, an
 arguments summary, the error and the worker; ``task_events`` holds every
-event. Both outlive Redis's expiry and any restart.
+event. Both outlive Redis's expiry and any restart. This module defines the
+tables and writes them; ``history_queries`` reads them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,15 +20,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 DEFAULT_DATABASE_URL = "sqlite:///taskcore.sqlite3"
 
+log = logging.getLogger(__name__)
+
 metadata = sa.MetaData()
 
 task_runs = sa.Table(
     "task_runs",
     metadata,
     sa.Column("task_id", sa.String(200), primary_key=True),
-    sa.Column("task", sa.String(300), index=True),
-    sa.Column("queue", sa.String(200), index=True),
-    sa.Column("state", sa.String(20), nullable=False, index=True),
+    sa.Column("task", sa.String(300)),
+    sa.Column("queue", sa.String(200)),
+    sa.Column("state", sa.String(20), nullable=False),
     sa.Column("worker", sa.String(300)),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("args", sa.Text),
@@ -35,9 +39,31 @@ task_runs = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("traceback", sa.Text),
     sa.Column("runtime", sa.Float),
+    #: Seconds from when the message was due (sent, or its delay ended) to its start.
+    sa.Column("queue_wait", sa.Float),
     sa.Column("started_at", sa.DateTime(timezone=True)),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # The task list reads newest first, keyset-paged on (updated_at, task_id): one index
+    # per filter, each ending in the page order, so a page is an index range scan.
+    sa.Index("ix_task_runs_updated", "updated_at", "task_id"),
+    sa.Index("ix_task_runs_state_updated", "state", "updated_at", "task_id"),
+    sa.Index("ix_task_runs_task_updated", "task", "updated_at", "task_id"),
+    sa.Index("ix_task_runs_queue_updated", "queue", "updated_at", "task_id"),
+    sa.Index("ix_task_runs_worker_updated", "worker", "updated_at", "task_id"),
+    # Performance (runs finished in a window) reads only these columns: an index-only scan.
+    sa.Index(
+        "ix_task_runs_finished",
+        "finished_at",
+        postgresql_include=["task", "state", "runtime", "queue_wait"],
+    ),
+    # Search by task id prefix: LIKE 'abc%' can use a btree only with pattern ops
+    # (or a "C" collation); SQLite's primary key serves it there.
+    sa.Index(
+        "ix_task_runs_task_id_prefix",
+        "task_id",
+        postgresql_ops={"task_id": "varchar_pattern_ops"},
+    ).ddl_if(dialect="postgresql"),
 )
 
 task_events = sa.Table(
@@ -52,6 +78,9 @@ task_events = sa.Table(
 )
 
 _FINISHED = {"SUCCESS", "FAILURE", "REVOKED", "DEAD"}
+#: The trigram index on task_runs.args (PostgreSQL only; made by a migration, outside
+#: ``metadata``: its operator class is named with pg_trgm's schema, wherever that is).
+TRIGRAM_INDEX = "ix_task_runs_args_trgm"
 
 
 def database_url() -> str:
@@ -59,18 +88,85 @@ def database_url() -> str:
     return os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+def sqlalchemy_url(url: str) -> str:
+    """``url`` with plain ``postgres(ql)://`` pinned to psycopg2, the driver we ship
+    (SQLAlchemy 2.1 would pick psycopg 3 for them)."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url.removeprefix(scheme)
+    return url
+
+
 def make_engine(url: str | None = None) -> sa.Engine:
     """An engine for ``url`` (default: DATABASE_URL); plain postgresql:// URLs use psycopg2."""
-    url = url or database_url()
-    for scheme in ("postgres://", "postgresql://"):
-        if url.startswith(scheme):  # SQLAlchemy 2.1 would pick psycopg 3, which we do not ship
-            url = "postgresql+psycopg2://" + url.removeprefix(scheme)
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(sqlalchemy_url(url or database_url()), pool_pre_ping=True)
 
 
 def create_schema(engine: sa.Engine) -> None:
-    """Create the tables if they do not exist (idempotent)."""
-    metadata.create_all(engine)
+    """Bring the history tables up to date: apply their migrations (idempotent).
+
+    The migrations live in ``taskcore.migrations`` and keep their revision in the
+    ``taskcore_alembic_version`` table of the first schema on the search path.
+    Tables made before migrations existed are adopted and brought up to date. On
+    PostgreSQL this includes the ``pg_trgm`` extension and a trigram index on the
+    arguments (fast substring search); if the extension could not be made then,
+    this makes the index as soon as it exists. A database migrated by a newer
+    version is left as it is, with a warning.
+    """
+    from .migrations import HISTORY, SchemaAheadError
+
+    try:
+        HISTORY.upgrade(engine)
+    except SchemaAheadError as exc:
+        log.warning("task history tables left as they are: %s", exc)
+        return
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            indexes = {i["name"] for i in sa.inspect(connection).get_indexes("task_runs")}
+            if TRIGRAM_INDEX not in indexes:
+                create_trigram_index(connection)
+
+
+def create_trigram_index(connection: sa.Connection) -> bool:
+    """A GIN trigram index on ``task_runs.args`` (PostgreSQL), so ``args ILIKE '%text%'``
+    needs no scan; creates ``pg_trgm`` in ``public`` first if it can. False (and a
+    warning) when the extension is not there and cannot be made.
+    """
+    schema = _trigram_schema(connection)
+    if schema is None:
+        has_public = connection.execute(
+            sa.text("SELECT 1 FROM pg_namespace WHERE nspname = 'public'")
+        ).scalar()
+        where = " SCHEMA public" if has_public else ""
+        try:
+            with connection.begin_nested():  # a failure must not end the caller's transaction
+                connection.execute(sa.text(f"CREATE EXTENSION IF NOT EXISTS pg_trgm{where}"))
+        except sa.exc.DBAPIError as exc:  # not allowed, or made at this moment by another process
+            log.debug("CREATE EXTENSION pg_trgm failed: %s", exc)
+        schema = _trigram_schema(connection)
+    if schema is None:
+        log.warning(
+            "the pg_trgm extension is not available (ask an administrator to "
+            "CREATE EXTENSION pg_trgm, then run `taskcore init-db`): searching task "
+            "arguments will scan the table"
+        )
+        return False
+    connection.execute(
+        sa.text(
+            f"CREATE INDEX IF NOT EXISTS {TRIGRAM_INDEX} "
+            f"ON task_runs USING gin (args {schema}.gin_trgm_ops)"
+        )
+    )
+    return True
+
+
+def _trigram_schema(connection: sa.Connection) -> str | None:
+    """The (quoted) schema pg_trgm is installed in, or None."""
+    return connection.execute(
+        sa.text(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'"
+        )
+    ).scalar()
 
 
 def write_events(engine: sa.Engine, events: Sequence[dict[str, Any]]) -> None:
@@ -116,7 +212,7 @@ def _event_row(event: dict[str, Any]) -> dict[str, Any]:
 def _run_fields(event: dict[str, Any]) -> dict[str, Any]:
     state = event["state"]
     fields: dict[str, Any] = {"state": state, "updated_at": _when(event.get("at"))}
-    for name in ("task", "queue", "worker", "attempts", "args", "runtime"):
+    for name in ("task", "queue", "worker", "attempts", "args", "runtime", "queue_wait"):
         if event.get(name) is not None:
             fields[name] = event[name]
     if state == "STARTED":

@@ -9,6 +9,7 @@ worker can route even a message whose body it cannot read.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,8 +27,10 @@ PERSISTENT = 2
 H_RETRIES = "x-taskcore-retries"
 #: The work queue the message belongs to (it travels through other queues when delayed).
 H_QUEUE = "x-taskcore-queue"
-#: When a delayed message is due, in Unix milliseconds. (Times travel as integers:
-#: AMQP tables carry Python floats as 32-bit floats, which are off by minutes.)
+#: When the message is due, in Unix milliseconds: when it was sent, or when its delay
+#: (countdown, eta, retry backoff) ends. The worker measures queue wait from it.
+#: (Times travel as integers: AMQP tables carry Python floats as 32-bit floats,
+#: which are off by minutes.)
 H_ETA = "x-taskcore-eta-ms"
 #: The idempotency key the message was sent with, if any.
 H_IDEMPOTENCY_KEY = "x-taskcore-idempotency-key"
@@ -108,9 +111,12 @@ class TaskMessage:
 
     def properties(self) -> Basic.Properties:
         """AMQP properties: persistent, JSON, id, task name and headers."""
-        headers = {**self.headers, H_RETRIES: self.retries, H_QUEUE: self.queue}
-        if self.eta is not None:
-            headers[H_ETA] = to_ms(self.eta)
+        headers = {
+            **self.headers,
+            H_RETRIES: self.retries,
+            H_QUEUE: self.queue,
+            H_ETA: to_ms(self.eta if self.eta is not None else time.time()),
+        }
         return Basic.Properties(
             content_type=CONTENT_TYPE,
             delivery_mode=PERSISTENT,
@@ -195,6 +201,12 @@ def republish_properties(message: ReceivedMessage, headers: dict[str, Any]) -> B
         message_type=message.type,
         app_id=message.app_id,
     )
+
+
+def due_at(headers: Mapping[str, Any]) -> float | None:
+    """When a message was due (Unix seconds), or None for one sent without the header."""
+    value = headers.get(H_ETA)
+    return value / 1000 if isinstance(value, int) else None
 
 
 def retries_of(message: ReceivedMessage) -> int:

@@ -22,10 +22,10 @@ _publishers: weakref.WeakSet[SyncPublisher] = weakref.WeakSet()
 class SyncPublisher:
     """Blocking publish with confirms, safe to call from any thread and after fork()."""
 
-    def __init__(self, settings: Settings, topology: Topology) -> None:
+    def __init__(self, settings: Settings, topology: Topology, loop: LoopThread) -> None:
         self.settings = settings
         self.topology = topology
-        self._loop = LoopThread()
+        self._loop = loop
         self._client: BrokerClient | None = None
         self._pid = 0
         self._lock = threading.Lock()

@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from .message import Envelope, republish_headers, to_ms
-from .message import republish_properties as properties_for
-from .ratelimit import Rate, RateLimiter, decode_override, overrides_key, parse_rate
+from .message import republish_headers, to_ms
+from .outcomes import forward
+from .ratelimit import Rate, RateLimiter, decode_override, parse_rate
+from .states import State
 
 if TYPE_CHECKING:
     from .app import TaskApp
-    from .execution import MessageHandler
+    from .broker import BrokerClient
+    from .listeners import StateChanges
     from .message import ReceivedMessage
 
 log = logging.getLogger("taskcore.worker")
@@ -45,9 +47,12 @@ _EARLY = 0.2
 class RateGate:
     """Admits a message to run once its rate-limit slot has come."""
 
-    def __init__(self, app: TaskApp, handler: MessageHandler, limiter: RateLimiter) -> None:
+    def __init__(
+        self, app: TaskApp, client: BrokerClient, states: StateChanges, limiter: RateLimiter
+    ) -> None:
         self.app = app
-        self.handler = handler
+        self.client = client
+        self.states = states
         self.limiter = limiter
         self._overrides: dict[str, Rate] = {}
         self._overrides_read = 0.0
@@ -75,9 +80,19 @@ class RateGate:
         wait = slot - time.time()
         if wait <= 0:
             return True
-        await self.handler.record_waiting(message, queue, "rate limit", slot)
+        if message.message_id:
+            await self.states.report(
+                message.message_id,
+                State.RECEIVED,
+                task=message.type,
+                queue=queue,
+                waiting="rate limit",
+                run_at=slot,
+            )
         if wait <= LOCAL_WAIT_MAX:
-            await asyncio.sleep(wait)
+            # Sleep until the slot, not for the wait measured before recording the
+            # state: that Redis round trip would make the start late by its length.
+            await asyncio.sleep(max(0.0, slot - time.time()))
             return True
         await self._send_round(message, queue, wait - _EARLY, slot)
         return False
@@ -89,17 +104,14 @@ class RateGate:
         headers.pop(H_RATE_SLOT, None)
         if slot is not None:
             headers[H_RATE_SLOT] = to_ms(slot)
-        exchange, routing_key = self.app.address(queue, delay)
-        envelope = Envelope(exchange, routing_key, message.body, properties_for(message, headers))
-        if await self.handler.publish_or_requeue(envelope, message):
-            await self.handler.settle(message, "ack")
+        await forward(self.client, message, self.app.topology.address(queue, delay), headers)
 
     async def _limits_for(self, task_name: str | None, queue: str) -> dict[str, Rate]:
         overrides = await self._current_overrides()
         task = self.app.tasks.get(task_name or "")
         limits: dict[str, Rate] = {}
         if task is not None:
-            rate = overrides.get(task.name) or task.rate_limit
+            rate = overrides.get(task.name) or task.rate
             if rate is not None:
                 limits[task.name] = rate
         queue_name = f"queue:{queue}"
@@ -113,7 +125,7 @@ class RateGate:
         if time.monotonic() - self._overrides_read < OVERRIDES_TTL:
             return self._overrides
         try:
-            raw = await self.limiter.redis.hgetall(overrides_key(self.app.settings.namespace))
+            raw = await self.limiter.redis.hgetall(self.app.keys.rate_overrides)
         except redis.RedisError:
             return self._overrides  # reserve() will notice and fail closed
         overrides = {name.decode(): decode_override(value) for name, value in raw.items()}

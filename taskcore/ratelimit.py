@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from .errors import ConfigurationError
+from .keys import RedisKeys
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 _UNIT_SECONDS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
@@ -85,10 +86,9 @@ return string.format('%.6f', allowed)
 class RateLimiter:
     """Reserves start slots for named limits (a task name, or ``queue:<name>``)."""
 
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
         self.redis = client
-        self.overrides_key = overrides_key(namespace)
-        self.namespace = namespace
+        self.keys = keys
         self._script = client.register_script(_RESERVE)
 
     async def reserve(self, limits: dict[str, Rate]) -> float:
@@ -98,23 +98,20 @@ class RateLimiter:
         reply is read, so a worker whose loop was busy for 20 ms would start
         20 ms late and bunch up with the next start (seen on a loaded machine).
         """
-        keys = [self.overrides_key] + [f"{self.namespace}:rate:{name}" for name in limits]
+        keys = [self.keys.rate_overrides] + [self.keys.rate(name) for name in limits]
         argv: list[str | float | int] = []
         for name, rate in limits.items():
             argv += [name, rate.interval, rate.burst]
         return float(await self._script(keys=keys, args=argv))
 
 
-def overrides_key(namespace: str) -> str:
-    """Redis hash of run-time overrides: limit name → ``"<interval> <burst> <text>"``."""
-    return f"{namespace}:ratelimits"
-
-
 def encode_override(rate: Rate) -> str:
+    """How an override is stored in the overrides hash (the Lua script reads it)."""
     return f"{rate.interval!r} {rate.burst} {rate.text}"
 
 
 def decode_override(value: bytes | str) -> Rate:
+    """Read an override back from the overrides hash."""
     text = value.decode() if isinstance(value, bytes) else value
     interval, burst, original = text.split(" ", 2)
     return Rate(original, float(interval), int(burst))

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
-import aio_pika
 import sqlalchemy as sa
 from aio_pika.abc import AbstractIncomingMessage
 
 from .aio import wait_any
+from .broker import connect
 from .history import write_events
 
 if TYPE_CHECKING:
@@ -41,6 +42,10 @@ class Recorder:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.written = 0
+        #: Batches the database refused (``taskcore_recorder_write_errors_total``).
+        self.write_errors = 0
+        #: The ``at`` of the newest event written, None while idle: the lag is now minus this.
+        self.behind_from: float | None = None
         self._batch: list[tuple[AbstractIncomingMessage, list[dict[str, Any]]]] = []
         self._pending_events = 0
         self._stop = asyncio.Event()
@@ -51,8 +56,7 @@ class Recorder:
 
     async def run(self) -> None:
         """Record until request_stop(); the last partial batch is written before returning."""
-        settings = self.app.settings
-        connection = await aio_pika.connect(settings.broker_url, timeout=settings.connect_timeout)
+        connection = await connect(self.app.settings)
         try:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.batch_size * 2)
@@ -78,6 +82,7 @@ class Recorder:
     async def _flush(self) -> None:
         self._full.clear()
         if not self._batch:
+            self.behind_from = None  # idle: nothing waits to be written
             return
         batch, self._batch = self._batch, []
         self._pending_events = 0
@@ -87,13 +92,21 @@ class Recorder:
             await asyncio.to_thread(write_events, self.engine, events)
         except sa.exc.SQLAlchemyError as exc:
             log.error("could not write %d events (%s); they go back to the queue", len(events), exc)
+            self.write_errors += 1
+            if self.behind_from is None:  # nothing written yet: behind since the oldest of these
+                self.behind_from = min(_times(events), default=time.time())
             for message, _ in batch:
                 await message.nack(requeue=True)
             await asyncio.sleep(2)
             return
         await last.ack(multiple=True)
         self.written += len(events)
+        self.behind_from = max(_times(events), default=time.time())
         log.debug("recorded %d events", len(events))
+
+
+def _times(events: list[dict[str, Any]]) -> list[float]:
+    return [e["at"] for e in events if isinstance(e.get("at"), int | float)]
 
 
 def read_events(body: bytes) -> list[dict[str, Any]]:

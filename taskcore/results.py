@@ -2,14 +2,16 @@
 
 One hash per task, ``<namespace>:task:<id>``, whose fields are JSON values:
 state, task, queue, worker, attempts, result, error, progress and timestamps.
-Revoked ids live in the sorted set ``<namespace>:revoked`` (see revocations.py). The worker writes
-through ``AsyncResultStore``; handles and the CLI read through ``ResultStore``.
+Revoked ids live in the sorted set ``<namespace>:revoked`` (see revocations.py); every
+key name is in keys.py. The worker writes through ``AsyncResultStore`` (a
+listener of its state changes); handles and the CLI read through ``ResultStore``.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,10 +21,13 @@ import redis.asyncio as aioredis
 
 from .coalesce import Coalescer
 from .errors import ConfigurationError
+from .keys import RedisKeys
 from .states import READY_STATES, State
 
 if TYPE_CHECKING:
     from .settings import Settings
+
+log = logging.getLogger("taskcore.worker")
 
 #: Fields every status has; anything else a writer adds is kept in ``extra``.
 _KNOWN = ("state", "task", "queue", "worker", "attempts", "result", "error", "progress")
@@ -66,29 +71,6 @@ class TaskStatus:
         }
 
 
-class Keys:
-    """Redis key names under one namespace."""
-
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-
-    def task(self, task_id: str) -> str:
-        return f"{self.namespace}:task:{task_id}"
-
-    @property
-    def revoked(self) -> str:
-        """Sorted set of revoked task ids, scored by when each revocation expires."""
-        return f"{self.namespace}:revoked"
-
-    def idempotency(self, key: str) -> str:
-        return f"{self.namespace}:idem:{key}"
-
-    @property
-    def control_channel(self) -> str:
-        """Pub/sub channel on which workers hear about revocations."""
-        return f"{self.namespace}:control"
-
-
 def encode(state: State, **fields: Any) -> dict[str, str]:
     """Hash fields for a state change: every value JSON-encoded, plus the state's timestamp."""
     now = time.time()
@@ -127,13 +109,11 @@ class ResultStore:
     written nor read: reading one raises ConfigurationError.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self.keys = Keys(settings.namespace)
+    def __init__(self, settings: Settings, client: redis.Redis, keys: RedisKeys) -> None:
+        self.keys = keys
         self.expires = int(settings.result_expires)
         self.enabled = settings.store_results
-        self.redis = redis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=5, socket_timeout=10
-        )
+        self.redis = client
 
     def require_enabled(self) -> None:
         """Raise ConfigurationError (saying how to fix it) when states are not stored."""
@@ -164,9 +144,6 @@ class ResultStore:
             pipe.publish(self.keys.control_channel, command)
             pipe.execute()
 
-    def close(self) -> None:
-        self.redis.close()
-
 
 class AsyncResultStore:
     """The worker's asyncio access: write states, results, errors and progress.
@@ -174,19 +151,24 @@ class AsyncResultStore:
     With TASKCORE_STORE_RESULTS off nothing is written and no state is known.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self.keys = Keys(settings.namespace)
+    def __init__(self, settings: Settings, client: aioredis.Redis, keys: RedisKeys) -> None:
+        self.keys = keys
         self.expires = int(settings.result_expires)
         self.enabled = settings.store_results
-        self.redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=5, socket_timeout=10
-        )
+        self.redis = client
         self._writes: Coalescer[tuple[str, dict[str, str]]] = Coalescer(self._write)
 
     async def set_state(self, task_id: str, state: State, **fields: Any) -> None:
         """Record a state change; the writes of one loop iteration share a Redis round trip."""
         if self.enabled:
             await self._writes.add((self.keys.task(task_id), encode(state, **fields)))
+
+    async def on_state(self, task_id: str, state: State, fields: dict[str, Any]) -> None:
+        """State listener: record the change; Redis trouble is logged, never raised."""
+        try:
+            await self.set_state(task_id, state, **fields)
+        except redis.RedisError as exc:
+            log.error("could not record %s for task %s in Redis: %s", state, task_id, exc)
 
     async def _write(self, writes: list[tuple[str, dict[str, str]]]) -> None:
         commands: list[tuple[Any, ...]] = []
@@ -215,5 +197,5 @@ class AsyncResultStore:
         return State(json.loads(state)) if state else None
 
     async def close(self) -> None:
+        """Wait for the writes not yet sent (the client belongs to the worker)."""
         await self._writes.drain()
-        await self.redis.aclose()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
-from .results import Keys
+from .keys import RedisKeys
 
 log = logging.getLogger("taskcore.worker")
 
@@ -29,7 +29,7 @@ RETRY_EVERY = 2.0
 class RevocationList:
     """The revoked ids a worker knows of, kept current by ``follow()``."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys) -> None:
         self.redis = client
         self.keys = keys
         #: Revoked task id -> Unix time the revocation expires.

@@ -109,16 +109,3 @@ def make_schedule(
         queue=queue,
         missed=missed,
     )
-
-
-class ScheduleKeys:
-    """Redis keys of schedule state under one namespace."""
-
-    def __init__(self, namespace: str) -> None:
-        self.paused = f"{namespace}:schedules:paused"
-        self.last = f"{namespace}:schedules:last"
-        self.leader = f"{namespace}:beat:leader"
-        self.namespace = namespace
-
-    def claim(self, task_id: str) -> str:
-        return f"{self.namespace}:schedules:fired:{task_id}"

@@ -34,12 +34,15 @@ class Settings:
     result_expires: float = 86400.0
     #: Keep each task's state, result and progress in Redis. Off: workers write
     #: nothing per task (faster), and handle.get(), status and idempotency keys
-    #: raise ConfigurationError; events, history and metrics still work.
+    #: raise ConfigurationError; events and history still work.
     store_results: bool = True
     #: Task-name patterns (fnmatch) to queue names, e.g. {"webapp.users.*": "user_tasks"}.
     routes: Mapping[str, str] = field(default_factory=dict)
     #: Per-queue options: {"high": {"max_priority": 9}, "orders": {"type": "quorum"}}.
     queues: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Port of the Prometheus endpoint of ``taskcore worker``, ``beat`` and ``recorder``
+    #: (their ``--metrics-port``); None: no endpoint, and no metrics code runs.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -91,5 +94,14 @@ def _parse(name: str, type_name: Any, raw: str) -> Any:
         except ValueError:
             raise ConfigurationError(
                 f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number of seconds"
+            ) from None
+    if kind == "int | None":
+        if not raw.strip():
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}{name.upper()}={raw!r} is not a whole number"
             ) from None
     return raw

@@ -105,6 +105,13 @@ class Topology:
         #: Durable queue where ``taskcore recorder`` collects the events.
         self.recorder_queue = f"{namespace}.events.recorder"
 
+    def address(self, queue: str, delay: float = 0.0) -> tuple[str, str]:
+        """Exchange and routing key that reach work queue ``queue`` after ``delay`` seconds."""
+        units = delays.delay_units(delay)
+        if units == 0:
+            return self.work_exchange, queue
+        return self.delay_exchange(delays.entry_level(units)), delays.routing_key(units, queue)
+
     def delay_exchange(self, level: int) -> str:
         """Exchange (and queue) name of delay level ``level``."""
         return f"{self.namespace}.delay.{level:02d}"

@@ -14,37 +14,39 @@ import functools
 import logging
 import os
 import socket
+import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import AbstractChannel as RawChannel
 from aiormq.abc import DeliveredMessage
 
 from .aio import wait_any
-from .broker import CONNECTION_ERRORS, BrokerClient
-from .control import WorkerControl
+from .broker import CONNECTION_ERRORS, BrokerClient, connect
+from .control import OutcomeCounts, WorkerControl, WorkerSnapshot
 from .delivery import Acker, Delivery
 from .errors import PublishError
 from .events import EventPublisher
 from .execution import MessageHandler
+from .listeners import StateChanges
+from .outcomes import Outcomes, settle
 from .rate_gate import RateGate
 from .ratelimit import RateLimiter
+from .redis_clients import async_client
 from .results import AsyncResultStore
 from .revocations import RevocationList
 from .topology import check_queue_name
 
 if TYPE_CHECKING:
     from .app import TaskApp
+    from .metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
 
-#: Exit code of a worker process that asks its supervisor for a replacement.
-EXIT_REPLACE = 3
 #: Messages prefetched per task slot: one running, one ready to start when it ends.
 PREFETCH_PER_SLOT = 2
 #: Seconds a starting worker waits for the revocation list before consuming without it.
@@ -78,6 +80,7 @@ class Worker:
         hostname: str | None = None,
         supervised: bool = False,
         max_tasks: int | None = None,
+        metrics: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -88,37 +91,55 @@ class Worker:
         self.hostname = hostname or default_hostname()
         #: Sync tasks still running in threads when shutdown gave up on them.
         self.abandoned = 0
-        #: 0, or EXIT_REPLACE when the process must be replaced (hard limit, terminate).
-        self.exit_code = 0
+        #: Set when this process must be replaced by a fresh one (hard limit, terminate).
+        self.replace_requested = False
         #: Stop gracefully after this many messages (a supervisor starts a fresh process).
         self.max_tasks = max_tasks
         self.processed = 0
         #: Unacknowledged messages held now, by queue (running or waiting for a slot).
         self.held_by_queue: Counter[str] = Counter()
-        self._client = BrokerClient(app.settings, app.topology)
-        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="taskcore-task")
+        self.started = time.time()
         settings = app.settings
-        results = AsyncResultStore(settings)
-        self.revocations = RevocationList(results.redis, results.keys)
+        self._client = BrokerClient(settings, app.topology)
+        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="taskcore-task")
+        #: This process's Redis client, shared by everything below (closed at shutdown).
+        self.redis = async_client(settings)
+        self.results = AsyncResultStore(settings, self.redis, app.keys)
+        self.revocations = RevocationList(self.redis, app.keys)
+        self.events = EventPublisher(settings, app.topology)
+        #: State changes by (queue, state), for heartbeats.
+        self.counts = OutcomeCounts()
+        self.states = StateChanges(self.hostname)
+        self.states.listen(self.counts)
+        self.states.listen(self.events.emit)
+        if self.results.enabled:
+            self.states.listen(self.results.on_state)
         self.handler = MessageHandler(
             app,
-            self._client,
-            results,
+            Outcomes(self._client, app.topology, self.states),
+            self.results,
             self._executor,
-            self.hostname,
             replace_process=self.replace_process if supervised else None,
-            events=EventPublisher(settings, app.topology),
             revoked=self.revocations,
         )
-        self.control = WorkerControl(self)
-        self.gate = RateGate(
-            app, self.handler, RateLimiter(self.handler.results.redis, settings.namespace)
-        )
+        #: Runs one message in a task slot (counted in progress when metrics are on).
+        self._handle = self.handler.handle
+        #: Prometheus metrics (taskcore.metrics); None: no metrics code runs per task.
+        self.metrics: WorkerMetrics | None = None
+        if metrics:
+            from .metrics import WorkerMetrics
+
+            self.metrics = WorkerMetrics(app, self.queues, concurrency)
+            self.states.listen(self.metrics.on_state)
+            self._handle = self.metrics.count_in_progress(self.handler.handle)
+        self.control = WorkerControl(app.topology, app.keys, self.redis, self.snapshot)
+        self.gate = RateGate(app, self._client, self.states, RateLimiter(self.redis, app.keys))
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._consumers: list[tuple[RawChannel, str]] = []
         self._acker: Acker | None = None
-        self._running: dict[asyncio.Task[Any], Delivery] = {}
+        #: Every message this process holds unacknowledged, by the asyncio task handling it.
+        self._deliveries: dict[asyncio.Task[Any], Delivery] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._stop = asyncio.Event()
         self._lost = asyncio.Event()
@@ -141,9 +162,33 @@ class Worker:
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self.shutdown()
 
-    def held_messages(self) -> list[Delivery]:
-        """Messages this worker holds unacknowledged: running, or waiting for a slot."""
-        return list(self._running.values())
+    def snapshot(self) -> WorkerSnapshot:
+        """What this process is doing now (heartbeats and control answers)."""
+        active = self.handler.active
+        return WorkerSnapshot(
+            hostname=self.hostname,
+            queues=self.queues,
+            concurrency=self.concurrency,
+            processed=self.processed,
+            started=self.started,
+            counts=self.counts.by_queue(),
+            held_by_queue=dict(self.held_by_queue),
+            active=[
+                {
+                    "id": a.context.id,
+                    "task": a.context.name,
+                    "queue": a.context.queue,
+                    "attempt": a.context.attempt,
+                }
+                for a in active.values()
+            ],
+            reserved=[
+                {"id": d.message_id, "task": d.type}
+                for d in self._deliveries.values()
+                if d.message_id not in active
+            ],
+            registered=sorted(self.app.tasks),
+        )
 
     @property
     def stopping(self) -> bool:
@@ -164,7 +209,7 @@ class Worker:
         old, self._connection = self._connection, None
         if old is not None and not old.is_closed:
             await old.close()  # its channel was closed by the broker; start afresh
-        connection = await aio_pika.connect(settings.broker_url, timeout=settings.connect_timeout)
+        connection = await connect(settings)
         connection.close_callbacks.add(self._on_connection_closed)
         self._connection = connection
         channel = self._channel = await connection.channel()
@@ -208,6 +253,8 @@ class Worker:
             try:
                 await self.start()
                 log.info("worker %s reconnected", self.hostname)
+                if self.metrics is not None:
+                    self.metrics.reconnected()
                 return
             except (*CONNECTION_ERRORS, PublishError, TimeoutError) as exc:
                 log.warning("reconnect failed (%s); next try in %.1fs", exc, delay)
@@ -224,21 +271,21 @@ class Worker:
                 log.debug("could not cancel consumer %s", tag, exc_info=True)
         self._consumers.clear()
         await self._wait_for_running()
-        await self._requeue({t for t in self._running if not t.done()})
+        await self._requeue({t for t in self._deliveries if not t.done()})
         if self._acker is not None:
             await self._acker.drain()
         if self._connection is not None and not self._connection.is_closed:
             await self._connection.close()
         await self._client.close()
-        await self.handler.results.close()
-        if self.handler.events is not None:
-            await self.handler.events.close()
+        await self.results.close()
+        await self.events.close()
+        await self.redis.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("worker %s stopped", self.hostname)
 
     async def _wait_for_running(self) -> None:
         """Wait for running tasks until they finish, the grace period ends, or a forced stop."""
-        pending = set(self._running)
+        pending = set(self._deliveries)
         if not pending or self._force.is_set():
             return
         log.info("waiting up to %ss for %d running task(s)", self.grace_period, len(pending))
@@ -255,7 +302,7 @@ class Worker:
     async def _requeue(self, unfinished: set[asyncio.Task[None]]) -> None:
         if not unfinished:
             return
-        messages = [self._running[t] for t in unfinished]
+        messages = [self._deliveries[t] for t in unfinished]
         self.abandoned = sum(1 for t in unfinished if getattr(t, "taskcore_in_thread", False))
         for task in unfinished:
             task.cancel()
@@ -275,12 +322,12 @@ class Worker:
         message = Delivery(raw, self._acker)
         task = asyncio.current_task()
         assert task is not None
-        self._running[task] = message
+        self._deliveries[task] = message
         self.held_by_queue[queue] += 1
         try:
             await self._handle_in_slot(message, queue)
         finally:
-            self._running.pop(task, None)
+            self._deliveries.pop(task, None)
             self.held_by_queue[queue] -= 1
 
     async def _handle_in_slot(self, message: Delivery, queue: str) -> None:
@@ -288,9 +335,9 @@ class Worker:
             return  # sent round the delay cascade to wait for its rate-limit slot
         async with self._slots:
             if self._stop.is_set():  # stopping: do not start anything new
-                await self.handler.settle(message, "requeue")
+                await settle(message, "requeue")
                 return
-            await self.handler.handle(message, queue)
+            await self._handle(message, queue)
         self.processed += 1
         if self.max_tasks is not None and self.processed == self.max_tasks:
             log.info("worker %s ran %d tasks: recycling", self.hostname, self.max_tasks)
@@ -312,8 +359,8 @@ class Worker:
             log.warning("task %s revoked with terminate: stopping it", task_id)
 
     def replace_process(self, reason: str) -> None:
-        """End this process soon (exit code 3) so that a supervisor starts a fresh one."""
+        """End this process soon so that its supervisor starts a fresh one."""
         log.warning("worker %s ends its process: %s", self.hostname, reason)
-        self.exit_code = EXIT_REPLACE
+        self.replace_requested = True
         self._stop.set()
         self._force.set()

@@ -47,6 +47,7 @@ class Got:
     type: str | None
     delivery_mode: int | None
     content_type: str | None
+    priority: int | None = None
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -102,6 +103,7 @@ class Probe:
                         message.type,
                         int(message.delivery_mode) if message.delivery_mode else None,
                         message.content_type,
+                        message.priority,
                     )
                 )
             return found

@@ -65,6 +65,8 @@ def test_recorder_keeps_history_in_postgres_and_catches_up(
     assert runs[ok.id]["args"] == '{"args": [20, 22], "kwargs": {}}'
     assert runs[ok.id]["worker"].startswith("taskcore-")
     assert runs[slow.id]["started_at"] <= runs[slow.id]["finished_at"]
+    # The worker was already running: each task waited in its queue well under a second.
+    assert 0 <= runs[ok.id]["queue_wait"] < 1.0 and runs[ok.id]["runtime"] < 1.0
     assert runs[bad.id]["state"] == "FAILURE"
     assert runs[bad.id]["error_type"] == "builtins.ZeroDivisionError"
     assert "ZeroDivisionError" in runs[bad.id]["traceback"]
@@ -101,7 +103,11 @@ def test_init_db_creates_the_tables(start_command, database_url: str) -> None:
         database_url,
         "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()",
     )
-    assert {t["table_name"] for t in tables} == {"task_runs", "task_events"}
+    assert {t["table_name"] for t in tables} == {
+        "task_runs",
+        "task_events",
+        "taskcore_alembic_version",  # the migrations' revision, in this test's schema
+    }
 
 
 def test_recorder_reads_event_batches_and_drops_only_what_is_not_an_event() -> None:

@@ -56,7 +56,7 @@ def test_hard_time_limit_ends_the_process_and_fails_the_task(
     handle = app.tasks[F + "stubborn"].delay()
     with pytest.raises(TaskFailed) as caught:
         handle.get(timeout=10)
-    assert caught.value.remote_type == "taskcore.execution.TimeLimitExceeded"
+    assert caught.value.remote_type == "taskcore.errors.TimeLimitExceeded"
     assert probe.wait_depth("feat.dead", 1) == 1
     worker.wait_for_output("asked to be replaced")
     assert app.tasks[F + "add"].delay(1, 1).get(timeout=15) == 2  # the new process works

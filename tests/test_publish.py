@@ -73,8 +73,23 @@ def test_arguments_are_checked_before_sending(app_from, probe: Probe) -> None:
         two_args.apply_async((1, 2), queue="no spaces please")
     with pytest.raises(ConfigurationError, match="countdown or eta"):
         two_args.apply_async((1, 2), countdown=1, eta=datetime.now())
+    with pytest.raises(TypeError, match="unknown send option"):
+        two_args.apply_async((1, 2), countdwn=5)  # a typo is not silently ignored
+    with pytest.raises(ConfigurationError, match="unknown option"):
+        app.task(lambda: None, retries=3)
     two_args.delay(1, 2)
     assert [got.json()["args"] for got in probe.get_all("work")] == [[1, 2]]  # only the valid one
+
+
+def test_send_task_by_name_takes_every_call_option(app_from, probe: Probe) -> None:
+    app = app_from("basic")
+    name = "tests.apps.basic.two_args"
+    handle = app.send_task(name, [1, 2], priority=7, task_id="by-name-1")
+    with pytest.raises(TypeError, match="missing a required argument"):
+        app.send_task(name, [1])  # a registered task's signature is checked by name too
+    (got,) = probe.get_all("work")
+    assert (got.message_id, got.priority, got.json()["args"]) == (handle.id, 7, [1, 2])
+    assert handle.id == "by-name-1"
 
 
 def test_unreachable_broker_raises_publish_error_without_the_password() -> None:

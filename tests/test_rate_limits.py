@@ -11,6 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from taskcore import ConfigurationError, State
+from taskcore.keys import RedisKeys
+from taskcore.operations import Operations
 from taskcore.ratelimit import RateLimiter, parse_rate
 
 from .broker_tools import rabbitmqctl
@@ -43,7 +45,7 @@ def test_reservations_are_slots_spaced_by_the_interval(namespace: str) -> None:
     async def go() -> list[float]:
         client = aioredis.Redis.from_url(REDIS_URL)
         try:
-            limiter = RateLimiter(client, namespace)
+            limiter = RateLimiter(client, RedisKeys(namespace))
             rate = parse_rate("5/s")
             slots = []
             for _ in range(4):
@@ -104,23 +106,24 @@ def test_a_limit_changed_at_run_time_reaches_the_workers(
     app_from, start_worker, rdb, redis_prefix
 ) -> None:
     app = app_from("limited")
+    ops = Operations(app)
     name = L + "two_per_second"
-    assert app.rate_limits()[name] == "2/s"
+    assert ops.rate_limits()[name] == "2/s"
     start_worker("limited", "-Q", "slow", "--concurrency", "2")
-    app.set_rate_limit(name, "50/s")
-    assert app.rate_limits()[name] == "50/s"
+    ops.set_rate_limit(name, "50/s")
+    assert ops.rate_limits()[name] == "50/s"
     time.sleep(2.5)  # workers re-read overrides every 2 s
     sent = time.time()
     app.tasks[name].map(range(20))  # at 2/s this would take ten seconds
     done = wait_events(rdb, redis_prefix, "slow", 20, timeout=20)
     assert max(e["at"] for e in done) - sent < 3.0
-    app.set_rate_limit(name, None)
-    assert app.rate_limits()[name] == "2/s"
+    ops.set_rate_limit(name, None)
+    assert ops.rate_limits()[name] == "2/s"
 
 
 def test_a_queue_can_have_a_limit(app_from, start_worker, rdb, redis_prefix) -> None:
     app = app_from("limited")
-    assert app.rate_limits()["queue:capped"] == "5/s"
+    assert Operations(app).rate_limits()["queue:capped"] == "5/s"
     app.tasks[L + "in_capped_queue"].map(range(15))
     start_worker("limited", "-Q", "capped")
     starts = [e["at"] for e in wait_events(rdb, redis_prefix, "capped", 15, timeout=15)]

@@ -12,6 +12,7 @@ import pytest
 
 from taskcore import ConfigurationError
 from taskcore.cron import Cron
+from taskcore.operations import Operations
 from taskcore.schedules import make_schedule
 
 from .worker_log import events, wait_events
@@ -89,19 +90,20 @@ def test_two_beats_fire_each_time_once_and_survive_the_leader(
 
 def test_pause_resume_run_now_and_list(app_from, start_worker, start_command, rdb, redis_prefix):
     app = app_from("scheduled")
+    ops = Operations(app)
     start_worker("scheduled", "-Q", "periodic")
-    app.pause_schedule("every-second")
+    ops.pause_schedule("every-second")
     beat = start_command("beat", "-A", "tests.apps.scheduled:app")
     beat.wait_for_output("is now the leader")
     time.sleep(2.5)
     assert events(rdb, redis_prefix, "tick") == []
-    info = {s["name"]: s for s in app.schedule_info()}
+    info = {s["name"]: s for s in ops.schedules()}
     assert info["every-second"]["paused"] is True
     assert info["nightly"]["when"] == "0 2 * * *" and info["nightly"]["queue"] == "periodic"
-    handle = app.run_schedule_now("nightly")
+    handle = ops.run_schedule("nightly")
     assert handle.get(timeout=10) is None
     assert [t["label"] for t in events(rdb, redis_prefix, "tick")] == ["n"]
-    app.resume_schedule("every-second")
+    ops.resume_schedule("every-second")
     wait_events(rdb, redis_prefix, "tick", 3, timeout=10)
     with pytest.raises(ConfigurationError, match="no schedule named 'nope'"):
-        app.pause_schedule("nope")
+        ops.pause_schedule("nope")

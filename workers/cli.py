@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib
 import logging
+from typing import TYPE_CHECKING
 
 import click
 
 from .loading import APP_OPTION, load_app
 from .supervise import LOG_FORMAT
+
+if TYPE_CHECKING:
+    from taskcore import TaskApp
 
 #: Commands whose modules are imported only when they run: each command loads only
 #: what it needs, and `taskcore --help` or `taskcore worker` start quickly.
@@ -18,6 +22,7 @@ LAZY_COMMANDS = {
         ("dlq", "dlq"), ("rate-limit", "rate_limit"), ("schedule", "schedule"),
     ]},
     **{name: f"workers.monitor_cli:{name}" for name in ("inspect", "status", "health")},
+    "performance": "workers.history_cli:performance",
 }  # fmt: skip
 
 
@@ -33,6 +38,17 @@ class LazyGroup(click.Group):
             command: click.Command = getattr(importlib.import_module(module), attribute)
             return command
         return super().get_command(ctx, cmd_name)
+
+
+#: ``--metrics-port`` of the worker, beat and recorder (TASKCORE_METRICS_PORT, a Settings field).
+METRICS_PORT_OPTION = click.option(
+    "--metrics-port",
+    default=None,
+    envvar="TASKCORE_METRICS_PORT",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on this port at /metrics (or set TASKCORE_METRICS_PORT).",
+)
 
 
 @click.group(cls=LazyGroup)
@@ -85,6 +101,7 @@ def cli(loglevel: str) -> None:
     type=click.IntRange(min=0),
     help="Replace a worker process after this many tasks (0: never).",
 )
+@METRICS_PORT_OPTION
 def worker(
     app_spec: str | None,
     queues: str | None,
@@ -93,8 +110,12 @@ def worker(
     hostname: str | None,
     processes: int,
     max_tasks_per_child: int,
+    metrics_port: int | None,
 ) -> None:
-    """Consume queues and run their tasks until SIGTERM."""
+    """Consume queues and run their tasks until SIGTERM.
+
+    With --metrics-port, one endpoint serves the sum of every worker process's metrics.
+    """
     from .supervise import exec_supervisor
 
     exec_supervisor(
@@ -107,6 +128,7 @@ def worker(
             "hostname": hostname,
             "processes": processes,
             "max_tasks_per_child": max_tasks_per_child,
+            "metrics_port": metrics_port,
         }
     )
 
@@ -121,11 +143,15 @@ def worker(
     type=click.FloatRange(min=0.05),
     help="Seconds between writes when fewer than --batch-size events arrived.",
 )
-def recorder(app_spec: str | None, batch_size: int, flush_interval: float) -> None:
+@METRICS_PORT_OPTION
+def recorder(
+    app_spec: str | None, batch_size: int, flush_interval: float, metrics_port: int | None
+) -> None:
     """Write task events into the database (DATABASE_URL) until SIGTERM."""
     import asyncio
     import signal
 
+    from taskcore import TaskcoreError
     from taskcore.history import create_schema, make_engine
     from taskcore.recorder import Recorder
 
@@ -133,6 +159,7 @@ def recorder(app_spec: str | None, batch_size: int, flush_interval: float) -> No
     engine = make_engine()
     create_schema(engine)
     worker = Recorder(app, engine, batch_size=batch_size, flush_interval=flush_interval)
+    _serve_metrics(app, metrics_port, "RecorderCollector", worker)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -142,17 +169,16 @@ def recorder(app_spec: str | None, batch_size: int, flush_interval: float) -> No
 
     try:
         asyncio.run(main())
-    except (OSError, ConnectionError) as exc:
-        raise click.ClickException(
-            f"cannot reach the broker at {app.settings.safe_broker_url}: {exc}"
-        ) from exc
+    except TaskcoreError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"recorded {worker.written} events")
 
 
 @cli.command()
 @APP_OPTION
 @click.option("--name", default=None, help="This beat's id in logs and the leader lease.")
-def beat(app_spec: str | None, name: str | None) -> None:
+@METRICS_PORT_OPTION
+def beat(app_spec: str | None, name: str | None, metrics_port: int | None) -> None:
     """Fire the app's periodic schedules. Run several for high availability: one leads."""
     import signal
 
@@ -169,28 +195,47 @@ def beat(app_spec: str | None, name: str | None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop_event.set())
     try:
-        app.results.redis.ping()
+        app.redis.ping()
     except redis.RedisError as exc:
         raise click.ClickException(
             f"cannot reach Redis at {app.settings.redis_url}: {exc}"
         ) from exc
+    _serve_metrics(app, metrics_port, "BeatCollector", runner)
     runner.run()
     app.close()
 
 
+def _serve_metrics(app: TaskApp, port: int | None, collector: str, of: object) -> None:
+    """Serve the metrics of a beat or recorder (``taskcore.metrics``) if a port is set."""
+    port = port or app.settings.metrics_port
+    if not port:
+        return
+    from taskcore import metrics
+
+    try:
+        metrics.serve(getattr(metrics, collector)(of), port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on port {port}: {exc}") from exc
+
+
 @cli.command("init-db")
 def init_db() -> None:
-    """Create the task history tables in DATABASE_URL (idempotent)."""
+    """Create or upgrade the task history tables in DATABASE_URL: apply their migrations
+    (idempotent). The web app's tables: `flask --app webapp db upgrade` (it does both)."""
     import sqlalchemy as sa
 
     from taskcore.history import create_schema, make_engine
+    from taskcore.migrations import HISTORY
 
     engine = make_engine()
     try:
         create_schema(engine)
+        revision = ", ".join(HISTORY.current(engine)) or "none"
     except sa.exc.OperationalError as exc:
         raise click.ClickException(f"cannot reach the database {engine.url}: {exc.orig}") from exc
-    click.echo(f"task history tables are ready in {engine.url}")
+    finally:
+        engine.dispose()
+    click.echo(f"task history tables are ready in {engine.url} (revision {revision})")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from .find_app import AppNotFound, find_app
 
 if TYPE_CHECKING:
     from taskcore import TaskApp
+    from taskcore.operations import Operations
 
 #: The -A/--app option every command that needs the app takes.
 APP_OPTION = click.option(
@@ -28,3 +29,11 @@ def load_app(spec: str | None) -> TaskApp:
         return find_app(spec)
     except AppNotFound as exc:
         raise click.UsageError(str(exc)) from exc
+
+
+def load_operations(spec: str | None, *, history: bool = False) -> Operations:
+    """The operations API of the app named by ``-A``; with the history database if asked."""
+    from taskcore.history import make_engine
+    from taskcore.operations import Operations
+
+    return Operations(load_app(spec), make_engine() if history else None)

@@ -11,11 +11,11 @@ from typing import Any
 import click
 import redis
 
-from taskcore import PublishError, TaskApp, TaskcoreError, TaskFailed
+from taskcore import READY_STATES, State, TaskcoreError, TaskFailed
+from taskcore.dead_letters import H_TRACEBACK
 from taskcore.topology import dead_queue
 
-from . import broker_ops
-from .loading import APP_OPTION, load_app
+from .loading import APP_OPTION, load_app, load_operations
 from .output import FORMAT_OPTION, emit
 
 
@@ -89,7 +89,7 @@ def result(app_spec, task_id, wait, timeout, fmt) -> None:
         for key, value in row.items():
             if value not in (None, {}, ""):
                 click.echo(f"{key:>12}: {value}")
-    if status.state in {"FAILURE", "DEAD", "REVOKED"}:
+    if status.state in READY_STATES - {State.SUCCESS}:
         sys.exit(1)
 
 
@@ -99,10 +99,9 @@ def result(app_spec, task_id, wait, timeout, fmt) -> None:
 @click.option("--terminate", is_flag=True, help="Stop it even if it is running.")
 def cancel(app_spec, task_id, terminate) -> None:
     """Revoke a task: skipped if not started; stopped if running with --terminate."""
-    app = load_app(app_spec)
+    ops = load_operations(app_spec)
     with failing_clearly():
-        app.revoke(task_id, terminate=terminate)
-        state = app.status(task_id).state if app.settings.store_results else "not stored"
+        state = ops.cancel(task_id, terminate=terminate) or "not stored"
     click.echo(f"{task_id}: revoked{' (terminate)' if terminate else ''}; state {state}")
 
 
@@ -112,7 +111,7 @@ def cancel(app_spec, task_id, terminate) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def purge(app_spec, queue, yes) -> None:
     """Remove every waiting message from QUEUE (not its dead letters)."""
-    _purge_after_asking(app_spec, queue, queue, "message(s)", yes)
+    _purge_after_asking(app_spec, queue, "message(s)", yes)
 
 
 @click.group()
@@ -127,8 +126,9 @@ def dlq() -> None:
 @FORMAT_OPTION
 def dlq_list(app_spec, queue, limit, fmt) -> None:
     """List the dead letters of QUEUE (without removing them)."""
-    app = load_app(app_spec)
-    rows = _broker(app, lambda ch: broker_ops.peek(ch, dead_queue(queue), limit), queue)
+    ops = load_operations(app_spec)
+    with failing_clearly():
+        rows = ops.dead_letters(queue, limit)
     columns = ["id", "task", "reason", "attempts", "dead_at", "error"]
     emit([{c: r[c] for c in columns} for r in rows] if fmt == "table" else rows, fmt, columns)
 
@@ -140,8 +140,9 @@ def dlq_list(app_spec, queue, limit, fmt) -> None:
 @FORMAT_OPTION
 def dlq_show(app_spec, queue, number, fmt) -> None:
     """Show the NUMBERth dead letter of QUEUE in full: reason, traceback, arguments."""
-    app = load_app(app_spec)
-    rows = _broker(app, lambda ch: broker_ops.peek(ch, dead_queue(queue), number), queue)
+    ops = load_operations(app_spec)
+    with failing_clearly():
+        rows = ops.dead_letters(queue, number)
     if len(rows) < number:
         fail(f"{dead_queue(queue)} holds only {len(rows)} message(s)")
     row = rows[number - 1]
@@ -150,7 +151,7 @@ def dlq_show(app_spec, queue, number, fmt) -> None:
         return
     for key in ("id", "task", "reason", "attempts", "dead_at", "error", "body"):
         click.echo(f"{key:>9}: {row[key]}")
-    traceback = row["headers"].get("x-taskcore-traceback")
+    traceback = row["headers"].get(H_TRACEBACK)
     if traceback:
         click.echo("traceback:\n" + traceback)
 
@@ -162,23 +163,14 @@ def dlq_show(app_spec, queue, number, fmt) -> None:
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many.")
 def dlq_replay(app_spec, queue, task_name, limit) -> None:
     """Send dead letters back to QUEUE with their attempts reset (each confirmed first)."""
-    app = load_app(app_spec)
-
-    def work(channel):
-        return _replay_with_bar(app, channel, queue, task_name, limit)
-
-    moved, kept = _broker(app, work, queue)
+    ops = load_operations(app_spec)
+    with failing_clearly():
+        depth, _ = ops.queue_depth(dead_queue(queue))
+        length = min(depth, limit) if limit else depth
+        with click.progressbar(length=length, label="replaying", file=sys.stderr) as bar:
+            moved, kept = ops.replay(queue, task=task_name, limit=limit, progress=bar.update)
     kept_note = f"; {kept} of other tasks left in place" if kept else ""
     click.echo(f"replayed {moved} message(s) from {dead_queue(queue)} to {queue}{kept_note}")
-
-
-async def _replay_with_bar(app, channel, queue, task_name, limit):
-    depth, _ = await broker_ops.queue_depth(channel, dead_queue(queue))
-    length = min(depth, limit) if limit else depth
-    with click.progressbar(length=length, label="replaying", file=sys.stderr) as bar:
-        return await broker_ops.replay(
-            app, channel, queue, task=task_name, limit=limit, progress=bar.update
-        )
 
 
 @dlq.command("purge")
@@ -187,14 +179,15 @@ async def _replay_with_bar(app, channel, queue, task_name, limit):
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def dlq_purge(app_spec, queue, yes) -> None:
     """Delete every dead letter of QUEUE."""
-    _purge_after_asking(app_spec, queue, dead_queue(queue), "dead letter(s)", yes)
+    _purge_after_asking(app_spec, dead_queue(queue), "dead letter(s)", yes)
 
 
-def _purge_after_asking(app_spec: str | None, queue: str, target: str, what: str, yes: bool):
-    app = load_app(app_spec)
+def _purge_after_asking(app_spec: str | None, target: str, what: str, yes: bool) -> None:
+    ops = load_operations(app_spec)
     if not yes:
         click.confirm(f"Remove every {what.removesuffix('(s)')} in {target!r}?", abort=True)
-    removed = _broker(app, lambda ch: broker_ops.purge(ch, target), queue)
+    with failing_clearly():
+        removed = ops.purge(target)
     click.echo(f"removed {removed} {what} from {target}")
 
 
@@ -206,11 +199,11 @@ def _purge_after_asking(app_spec: str | None, queue: str, target: str, what: str
 @FORMAT_OPTION
 def rate_limit(app_spec, name, rate, reset, fmt) -> None:
     """Show the global rate limits, or set NAME (task or queue:<q>) to RATE, e.g. 20/m."""
-    app = load_app(app_spec)
+    ops = load_operations(app_spec)
     with failing_clearly():
         if name and (rate or reset):
-            app.set_rate_limit(name, None if reset else rate)
-        limits = app.rate_limits()
+            ops.set_rate_limit(name, None if reset else rate)
+        limits = ops.rate_limits()
     rows = [{"name": n, "limit": r} for n, r in sorted(limits.items()) if not name or n == name]
     emit(rows, fmt, ["name", "limit"])
 
@@ -225,9 +218,9 @@ def schedule() -> None:
 @FORMAT_OPTION
 def schedule_list(app_spec, fmt) -> None:
     """List schedules with their timing, state, and last and next fire time."""
-    app = load_app(app_spec)
+    ops = load_operations(app_spec)
     with failing_clearly():
-        emit(app.schedule_info(), fmt, ["name", "task", "when", "queue", "paused",
+        emit(ops.schedules(), fmt, ["name", "task", "when", "queue", "paused",
                                         "last_fire", "next_fire"])  # fmt: skip
 
 
@@ -236,31 +229,18 @@ def _schedule_action(verb: str, act) -> click.Command:
     @APP_OPTION
     @click.argument("name")
     def command(app_spec, name) -> None:
-        app = load_app(app_spec)
+        ops = load_operations(app_spec)
         with failing_clearly():
-            outcome = act(app, name)
+            outcome = act(ops, name)
         click.echo(outcome)
 
     return command
 
 
 schedule.add_command(
-    _schedule_action("pause", lambda app, n: app.pause_schedule(n) or f"{n}: paused")
+    _schedule_action("pause", lambda ops, n: ops.pause_schedule(n) or f"{n}: paused")
 )
 schedule.add_command(
-    _schedule_action("resume", lambda app, n: app.resume_schedule(n) or f"{n}: resumed")
+    _schedule_action("resume", lambda ops, n: ops.resume_schedule(n) or f"{n}: resumed")
 )
-schedule.add_command(_schedule_action("run", lambda app, n: app.run_schedule_now(n).id))
-
-
-def _broker(app: TaskApp, work, queue: str):
-    try:
-        return broker_ops.run(app, work)
-    except PublishError as exc:
-        fail(str(exc))
-    except broker_ops.QueueMissing as exc:
-        fail(f"no queue named {exc} on the broker")
-    except Exception as exc:
-        if "NOT_FOUND" in str(exc):
-            fail(f"no queue named {queue!r} (or its dead-letter queue) on the broker")
-        raise
+schedule.add_command(_schedule_action("run", lambda ops, n: ops.run_schedule(n).id))

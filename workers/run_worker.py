@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from taskcore import TaskApp
 from taskcore.worker import Worker
 
+from .supervisor import EXIT_REPLACE
+
 log = logging.getLogger("taskcore.worker")
 
 
@@ -24,12 +26,13 @@ def run_worker(
     hostname: str | None,
     supervised: bool = False,
     max_tasks: int | None = None,
+    metrics: bool = False,
 ) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the process exit code.
 
     The first signal stops consuming and lets running tasks finish within
     ``grace_period``; a second one stops at once. Unfinished messages are
-    requeued, never lost.
+    requeued, never lost. ``metrics``: record Prometheus metrics (taskcore.metrics).
     """
     worker = Worker(
         app,
@@ -39,6 +42,7 @@ def run_worker(
         hostname=hostname,
         supervised=supervised,
         max_tasks=max_tasks,
+        metrics=metrics,
     )
 
     async def main() -> None:
@@ -48,15 +52,16 @@ def run_worker(
         await worker.run()
 
     asyncio.run(main())
-    if worker.abandoned or worker.exit_code:
+    exit_code = EXIT_REPLACE if worker.replace_requested else 0
+    if worker.abandoned or exit_code:
         # Threads running sync tasks cannot be interrupted and would keep the
         # interpreter alive; their messages are already settled or requeued.
         log.warning("exiting with %d task thread(s) still running", worker.abandoned)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(worker.exit_code)
-    return worker.exit_code
+        os._exit(exit_code)
+    return exit_code
 
 
 def _on_signal(worker: Worker, sig: signal.Signals) -> None:

@@ -31,9 +31,24 @@ def exec_supervisor(options: dict[str, Any]) -> None:
 def main(options: dict[str, Any]) -> int:
     """Supervise ``options["processes"]`` worker processes; returns the exit code."""
     logging.basicConfig(level=options["loglevel"].upper(), format=LOG_FORMAT)
+    metrics_port = options.get("metrics_port")
+    metrics = None
+    if metrics_port:
+        # Before the first fork: every process must see PROMETHEUS_MULTIPROC_DIR.
+        from .metrics_process import MetricsProcess
+
+        try:
+            metrics = MetricsProcess(metrics_port)
+        except OSError as exc:  # no writable temporary directory (TMPDIR, /tmp)
+            logging.getLogger("taskcore.supervisor").error(
+                "cannot make a directory for the metrics files: %s", exc
+            )
+            return 1
 
     def run_child(index: int) -> int:
         # Only worker processes import the app, aio-pika and Redis.
+        if metrics is not None:
+            metrics.in_worker()
         from taskcore import TaskcoreError
 
         from .find_app import AppNotFound, find_app
@@ -41,6 +56,12 @@ def main(options: dict[str, Any]) -> int:
 
         try:
             app = find_app(options["app_spec"])
+            if app.settings.metrics_port and not metrics_port:
+                logging.getLogger("taskcore.worker").warning(
+                    "the app sets metrics_port=%s, but `taskcore worker` serves metrics only "
+                    "with --metrics-port or TASKCORE_METRICS_PORT",
+                    app.settings.metrics_port,
+                )
             return run_worker(
                 app,
                 options["queues"] or [app.settings.default_queue],
@@ -49,12 +70,13 @@ def main(options: dict[str, Any]) -> int:
                 hostname=_hostname(options["hostname"], index),
                 supervised=True,
                 max_tasks=options["max_tasks_per_child"] or None,
+                metrics=metrics is not None,
             )
         except (TaskcoreError, AppNotFound) as exc:
             logging.getLogger("taskcore.worker").error("cannot start: %s", exc)
             return EXIT_STARTUP_FAILED
 
-    return Supervisor(run_child, options["processes"]).run()
+    return Supervisor(run_child, options["processes"], helper=metrics).run()
 
 
 def _hostname(pattern: str | None, index: int) -> str | None:

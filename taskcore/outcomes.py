@@ -1,0 +1,194 @@
+"""How a delivered message is settled once its outcome is known.
+
+A plain ack is enough when the task is done. Every other outcome moves the
+message somewhere first: a retry goes round the delay cascade, a failure to
+``<queue>.dead``, a message waiting for its rate-limit slot round the cascade,
+a replayed dead letter back to its work queue. All four go through
+``forward``: publish a copy, wait for the broker's confirm, then ack the
+original. If the copy is not confirmed the original goes back to the broker
+(requeued), so a message is never acknowledged before its next home holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .dead_letters import dead_letter_headers, short_traceback
+from .errors import PublishError
+from .message import (
+    H_ETA,
+    H_RETRIES,
+    Envelope,
+    republish_headers,
+    republish_properties,
+    retries_of,
+    to_ms,
+)
+from .states import State
+from .topology import dead_queue
+
+if TYPE_CHECKING:
+    from .broker import BrokerClient
+    from .listeners import StateChanges
+    from .message import ReceivedMessage, TaskMessage
+    from .options import TaskOptions
+    from .topology import Topology
+
+log = logging.getLogger("taskcore.worker")
+
+#: Dead-letter reasons that mean the task ran and failed (FAILURE); the rest are DEAD.
+FAILURE_REASONS = {"failed", "max-retries-exceeded"}
+#: Seconds to wait before requeueing a message whose copy the broker did not confirm.
+PAUSE_AFTER_REFUSAL = 1.0
+
+
+async def settle(message: ReceivedMessage, how: str) -> None:
+    """``"ack"`` or ``"requeue"``; if the channel is gone, say so (the broker redelivers)."""
+    try:
+        if how == "ack":
+            await message.ack()
+        else:
+            await message.nack(requeue=True)
+    except Exception as exc:
+        log.warning(
+            "could not %s message %s (%s); the broker will deliver it again",
+            how,
+            message.message_id,
+            exc,
+        )
+
+
+async def forward(
+    client: BrokerClient,
+    message: ReceivedMessage,
+    address: tuple[str, str],
+    headers: dict[str, Any],
+    *,
+    queues: Iterable[str] = (),
+    before_ack: Callable[[], Awaitable[None]] | None = None,
+) -> bool:
+    """Publish a copy of ``message`` with ``headers`` to ``address`` (exchange, routing key),
+    then ack the original; False if the copy was not confirmed (the original is requeued).
+
+    ``queues`` are work queues declared first (a replay's destination);
+    ``before_ack`` runs between the confirm and the ack (recording the new state).
+    """
+    exchange, routing_key = address
+    envelope = Envelope(exchange, routing_key, message.body, republish_properties(message, headers))
+    try:
+        await client.publish([envelope], queues)
+    except PublishError as exc:
+        log.error("could not settle message %s: %s; requeueing it", message.message_id, exc)
+        await asyncio.sleep(PAUSE_AFTER_REFUSAL)  # do not spin on a broker that keeps refusing
+        await settle(message, "requeue")
+        return False
+    if before_ack is not None:
+        await before_ack()
+    await settle(message, "ack")
+    return True
+
+
+class Outcomes:
+    """Retries and dead letters for one worker: where they go and what state they record."""
+
+    def __init__(self, client: BrokerClient, topology: Topology, states: StateChanges) -> None:
+        self.client = client
+        self.topology = topology
+        self.states = states
+
+    async def retry_or_fail(
+        self, message: ReceivedMessage, call: TaskMessage, options: TaskOptions, error: Exception
+    ) -> None:
+        """Apply the task's retry policy to an error it raised."""
+        if isinstance(error, options.autoretry_for):
+            await self.retry(message, call, options, None, error)
+        else:
+            await self.dead(message, call.queue, "failed", error)
+
+    async def retry(
+        self,
+        message: ReceivedMessage,
+        call: TaskMessage,
+        options: TaskOptions,
+        countdown: float | None,
+        error: BaseException,
+    ) -> None:
+        """Send the message round again through the delay cascade, or dead-letter it."""
+        if call.retries >= options.max_retries:
+            await self.dead(message, call.queue, "max-retries-exceeded", error)
+            return
+        delay = countdown if countdown is not None else options.retry_delay(call.retries)
+        headers = republish_headers(
+            message, **{H_RETRIES: call.retries + 1, H_ETA: to_ms(time.time() + delay)}
+        )
+
+        async def recorded() -> None:
+            log.warning(
+                "task %s[%s] retry %d/%d in %.2fs: %r",
+                call.task,
+                call.id,
+                call.retries + 1,
+                options.max_retries,
+                delay,
+                error,
+            )
+            await self.states.report_call(
+                call, State.RETRY, error=error_fields(error), retry_in=round(delay, 3)
+            )
+
+        await forward(
+            self.client,
+            message,
+            self.topology.address(call.queue, delay),
+            headers,
+            before_ack=recorded,
+        )
+
+    async def dead(
+        self, message: ReceivedMessage, queue: str, reason: str, error: BaseException
+    ) -> None:
+        """Publish the message to ``<queue>.dead`` with the reason headers, then ack it."""
+        headers = dead_letter_headers(
+            message, reason=reason, error=error, queue=queue, worker=self.states.worker
+        )
+
+        async def recorded() -> None:
+            log.warning(
+                "message %s (%s) dead-lettered to %s: %s: %s",
+                message.message_id,
+                message.type,
+                dead_queue(queue),
+                reason,
+                error,
+            )
+            if message.message_id:
+                await self.states.report(
+                    message.message_id,
+                    State.FAILURE if reason in FAILURE_REASONS else State.DEAD,
+                    task=message.type,
+                    queue=queue,
+                    error=error_fields(error),
+                    reason=reason,
+                    attempts=retries_of(message) + 1,
+                )
+
+        await forward(
+            self.client,
+            message,
+            (self.topology.dead_exchange, dead_queue(queue)),
+            headers,
+            before_ack=recorded,
+        )
+
+
+def error_fields(error: BaseException) -> dict[str, Any]:
+    """An error as stored with a state: type, message and a short traceback."""
+    return {
+        "type": f"{type(error).__module__}.{type(error).__qualname__}",
+        "message": str(error),
+        "traceback": short_traceback(error),
+    }
