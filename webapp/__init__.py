@@ -7,6 +7,11 @@ from typing import Any
 from flask import Flask
 
 from taskcore.history import make_engine
+from taskcore.operations import Operations
+
+from .db import default_database_url, init_db
+from .metrics import init_metrics
+from .security import add_security_headers, check_secret_key, configure_cookies, init_csrf
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -15,6 +20,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.from_prefixed_env("WEBAPP")
     if config:
         app.config.update(config)
+    if not app.config.get("DATABASE_URL"):
+        app.config["DATABASE_URL"] = default_database_url(app)
+    check_secret_key(app)
+    configure_cookies(app)
 
     from .tasks import app as task_app
 
@@ -24,12 +33,36 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         for key, value in app.config.items()
         if key.startswith("TASKCORE_")
     }
-    if overrides:
-        task_app.configure(**overrides)
+    # Always: a factory call without overrides undoes an earlier call's.
+    task_app.configure(**overrides)
     app.extensions["taskcore"] = task_app
-    app.extensions["taskcore_history"] = make_engine(app.config.get("DATABASE_URL"))
+    # The console and the API operate the system only through this (the CLI does too).
+    app.extensions["taskcore_ops"] = Operations(
+        task_app, make_engine(app.config.get("DATABASE_URL"))
+    )
+    init_metrics(app)  # first: its request timer starts before the other hooks
 
     from .api import api
 
     app.register_blueprint(api)
+    _init_console(app)
     return app
+
+
+def _init_console(app: Flask) -> None:
+    """Database, sign-in, CSRF, error pages, the layout and the auth blueprint."""
+    from .auth import auth, login_manager
+    from .errors import register_error_handlers
+    from .layout import init_layout
+
+    init_db(app)
+    login_manager.init_app(app)
+    init_csrf(app)
+    register_error_handlers(app)
+    init_layout(app)
+    app.after_request(add_security_headers)
+    app.register_blueprint(auth)
+    from .console import console
+
+    app.register_blueprint(console)
+    # No tables are made here: `flask --app webapp db upgrade` migrates (webapp/db.py).

@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from datetime import timedelta
 
 from taskcore import Retry, TaskApp
+
+from .api.exposed import callable_from_api
 
 app = TaskApp("webapp")
 log = logging.getLogger(__name__)
 
 
+@callable_from_api
 @app.task
 def add(a: float, b: float) -> float:
     """Add two numbers: the smallest possible task."""
     return a + b
 
 
+@callable_from_api
 @app.task
 async def ping() -> str:
     """An async task: runs on the worker's event loop."""
@@ -25,6 +30,7 @@ async def ping() -> str:
     return "pong"
 
 
+@callable_from_api
 @app.task(max_retries=4, retry_backoff=1.0, autoretry_for=(ConnectionError,))
 def flaky(chance_of_failure: float = 0.5) -> str:
     """Fails with ConnectionError now and then; retried with exponential backoff."""
@@ -33,6 +39,7 @@ def flaky(chance_of_failure: float = 0.5) -> str:
     return "made it"
 
 
+@callable_from_api
 @app.task(max_retries=2)
 def wait_for(seconds: float) -> float:
     """Sleep (in a worker thread); asks for a retry in 1 s if told to wait a negative time."""
@@ -42,3 +49,7 @@ def wait_for(seconds: float) -> float:
         raise Retry(countdown=1)
     time.sleep(seconds)
     return seconds
+
+
+# Fired by `taskcore beat -A webapp.tasks:app` (make run starts one); shown on /schedules.
+app.schedule("ping-every-minute", ping, every=timedelta(minutes=1))

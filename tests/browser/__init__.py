@@ -1,0 +1,1 @@
+"""Browser tests: the console in headless Chromium, driven by Playwright."""

@@ -1,0 +1,34 @@
+"""The JSON API at ``/api/v1``: tasks, history, queues, dead letters, workers, schedules,
+rate limits and performance, behind bearer tokens (or a signed-in session).
+
+Views call only ``taskcore.operations.Operations`` and the ``TaskApp``; marshmallow
+schemas (``schemas.py``) check every request and shape every answer, and the OpenAPI
+document at ``/api/v1/openapi.json`` is generated from them.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, request
+
+from ..security import csrf
+from .endpoint import DEFAULT_MAX_CONTENT_LENGTH
+from .errors import register_error_handlers
+
+api = Blueprint("api_v1", __name__, url_prefix="/api/v1")
+
+
+@api.before_request
+def _limit_body_size() -> None:
+    """Bodies over ``API_MAX_CONTENT_LENGTH`` (1 MiB by default) get a 413."""
+    request.max_content_length = current_app.config.get(
+        "API_MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH
+    )
+
+
+register_error_handlers(api)
+# endpoint() checks CSRF itself, after sign-in, for calls made with the session cookie.
+csrf.exempt(api)
+
+from . import openapi, views_history, views_queues, views_system, views_tasks  # noqa: E402, F401
+
+__all__ = ["api"]

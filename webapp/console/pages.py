@@ -1,0 +1,177 @@
+"""The console's pages (GET): what a viewer sees."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import abort, flash, render_template, request
+
+from taskcore import READY_STATES, ConfigurationError, State
+
+from ..api.exposed import EXPOSED
+from ..auth.access import requires
+from . import console, ops, task_app
+from .present import recorded_call, window
+
+#: Finished states worth a filter on /tasks, and every other state.
+STATES = [s.value for s in State]
+
+
+@console.get("/")
+@requires("viewer")
+def overview() -> Any:
+    """Throughput over the last hour, backlogs, workers, dead letters, failures, next fires."""
+    reading = ops().status()
+    alive = [w for w in reading["workers"] if w["alive"]]
+    since = datetime.now(UTC) - timedelta(hours=1)
+    return render_template(
+        "console/overview.html",
+        reading=reading,
+        alive=alive,
+        totals={
+            "ready": sum(q["ready"] or 0 for q in reading["queues"]),
+            "unacked": sum(q["unacked"] or 0 for q in reading["queues"]),
+            "dead": sum(q["dead"] or 0 for q in reading["queues"]),
+        },
+        throughput=ops().throughput(since=since),
+        failures=ops().history(state=State.FAILURE.value, limit=8)["runs"],
+        next_fires=sorted(
+            (s for s in reading["schedules"] if not s["paused"]), key=lambda s: s["next_fire"]
+        )[:5],
+    )
+
+
+@console.get("/tasks")
+@requires("viewer")
+def tasks() -> Any:
+    """Task history: filters, search and keyset pagination."""
+    args = request.args
+    filters: dict[str, Any] = {
+        name: args.get(name, "").strip() or None
+        for name in ("state", "task", "queue", "worker", "search")
+    }
+    if filters["state"] is not None and filters["state"] not in STATES:
+        flash(f"Unknown state {filters['state']!r}: showing every state.", "warning")
+        filters["state"] = None
+    for name in ("since", "until"):
+        filters[name] = _datetime_arg(name)
+    try:
+        page = ops().history(**filters, limit=50, after=args.get("after") or None)
+    except ConfigurationError as exc:  # a cursor that was edited by hand
+        flash(f"{exc}; showing the first page.", "warning")
+        page = ops().history(**filters, limit=50)
+    shown = {k: v for k, v in args.items() if k != "after" and v}
+    return render_template(
+        "console/tasks.html",
+        page=page,
+        filters=filters,
+        shown=shown,
+        states=STATES,
+        sendable=sorted(EXPOSED),
+    )
+
+
+def _datetime_arg(name: str) -> datetime | None:
+    text = request.args.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        flash(f"{name} {text!r} is not a date and time (2026-01-31T14:00): ignored.", "warning")
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@console.get("/tasks/<task_id>")
+@requires("viewer")
+def task_detail(task_id: str) -> Any:
+    """One task: arguments, result or error, attempts, progress and its timeline."""
+    status = task_app().status(task_id)
+    run = ops().task_run(task_id)
+    events = run["events"] if run else []
+    retries = [e for e in events if e["state"] == State.RETRY.value]
+    return render_template(
+        "console/task.html",
+        task_id=task_id,
+        status=status,
+        run=run,
+        events=events,
+        retries=retries,
+        ready=status.state in READY_STATES or (run is not None and status.state == State.PENDING),
+        unknown=run is None and status.state == State.PENDING and not status.extra,
+        rerun=recorded_call(status.extra.get("args") or (run or {}).get("args")),
+    )
+
+
+@console.get("/queues")
+@requires("viewer")
+def queues() -> Any:
+    """Per queue: ready, unacked, consumers, dead letters, rates; purge."""
+    return render_template("console/queues.html", reading=ops().status())
+
+
+@console.get("/queues/<name>/dead")
+@requires("viewer")
+def dead_letters(name: str) -> Any:
+    """The dead letters of one queue with reason, error, attempts and arguments."""
+    return render_template(
+        "console/dead_letters.html", queue=name, letters=ops().dead_letters(name, limit=200)
+    )
+
+
+@console.get("/queues/<name>/dead/<task_id>")
+@requires("viewer")
+def dead_letter(name: str, task_id: str) -> Any:
+    """One dead letter in full: headers, traceback, body."""
+    letter = next((d for d in ops().dead_letters(name, limit=1000) if d["id"] == task_id), None)
+    if letter is None:
+        abort(404, description=f"No dead letter {task_id} in the first 1,000 of {name}.dead.")
+    return render_template("console/dead_letter.html", queue=name, letter=letter)
+
+
+@console.get("/workers")
+@requires("viewer")
+def workers() -> Any:
+    """Every worker process: identity, queues, concurrency, active tasks, counts, heartbeat."""
+    beats = ops().workers()
+    hosts: dict[str, int] = {}
+    for beat in beats:
+        if beat["alive"]:
+            host = beat["hostname"].rpartition("@")[2]
+            hosts[host] = hosts.get(host, 0) + 1
+    return render_template("console/workers.html", workers=beats, hosts=hosts)
+
+
+@console.get("/schedules")
+@requires("viewer")
+def schedules() -> Any:
+    """Periodic schedules: last and next fire, paused; pause, resume, run now."""
+    return render_template("console/schedules.html", schedules=ops().schedules())
+
+
+@console.get("/rate-limits")
+@requires("viewer")
+def rate_limits() -> Any:
+    """Global rate limits in force; change or reset them live."""
+    targets = sorted(task_app().tasks) + [f"queue:{q}" for q in ops().known_queues()]
+    return render_template(
+        "console/rate_limits.html",
+        limits=ops().rate_limits(),
+        declared=ops().declared_rate_limits(),
+        targets=targets,
+    )
+
+
+@console.get("/performance")
+@requires("viewer")
+def performance() -> Any:
+    """Per task over a window: count, failure rate, run time and queue wait percentiles."""
+    name, since = window(request.args.get("window"))
+    return render_template(
+        "console/performance.html",
+        rows=ops().performance(since=since),
+        window=name,
+        since=since,
+    )

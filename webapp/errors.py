@@ -1,0 +1,73 @@
+"""One error shape: an HTML page for browsers, ``{"error": {"message": ...}}`` for the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+TITLES = {
+    400: "Bad request",
+    401: "Sign-in required",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+}
+
+
+def wants_json() -> bool:
+    """Whether the current request is an API call rather than a page view in a browser.
+
+    True for requests that carry an ``Authorization: Bearer`` header, go to ``/api/...``,
+    send JSON, or accept JSON but not HTML.
+    """
+    authorization = request.headers.get("Authorization", "").lstrip().lower()
+    if authorization.startswith("bearer") or request.path.startswith("/api/"):
+        return True
+    if request.is_json:
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def json_error(status: int, message: str, fields: dict[str, Any] | None = None) -> Response:
+    """A JSON error response: ``{"error": {"message": ..., "fields": {...}}}``."""
+    body: dict[str, Any] = {"message": message}
+    if fields:
+        body["fields"] = fields
+    response = jsonify({"error": body})
+    response.status_code = status
+    return response
+
+
+def error_response(status: int, message: str) -> Response:
+    """The error as JSON for API calls, else the ``error.html`` page."""
+    if wants_json():
+        return json_error(status, message)
+    title = TITLES.get(status, "Error")
+    page = render_template("error.html", status=status, title=title, message=message)
+    return Response(page, status=status, mimetype="text/html")
+
+
+def _http_error(exc: HTTPException) -> Response:
+    return error_response(exc.code or 500, exc.description or TITLES.get(exc.code or 500, ""))
+
+
+def _csrf_error(exc: CSRFError) -> Response:
+    reason = exc.description or "the CSRF token is missing or invalid."
+    reason = reason[:1].lower() + reason[1:]
+    return error_response(
+        400, f"The form could not be checked: {reason} Reload the page and try again."
+    )
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer 403, 404, 405 and CSRF failures app-wide in the shape the client wants.
+
+    A blueprint may register its own handlers; Flask prefers those for its routes.
+    """
+    for status in (403, 404, 405):
+        app.register_error_handler(status, _http_error)
+    app.register_error_handler(CSRFError, _csrf_error)

@@ -1,0 +1,98 @@
+"""The secret key, cookie settings, CSRF checks and security headers of every response."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from flask import Flask, Response
+from flask_wtf.csrf import CSRFProtect
+
+from .auth.access import bearer_header_present
+
+csrf = CSRFProtect()
+
+MIN_SECRET_KEY_LENGTH = 16
+SESSION_LIFETIME = timedelta(hours=12)
+FLASK_DEFAULT_LIFETIME = timedelta(days=31)
+# No inline script or style anywhere: pages load console.js and console.css from /static.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class MissingSecretKey(RuntimeError):
+    """The app was started for real without ``WEBAPP_SECRET_KEY``."""
+
+
+def check_secret_key(app: Flask) -> None:
+    """Refuse to run without a strong ``SECRET_KEY``; tests (TESTING) get a random one."""
+    key = app.config.get("SECRET_KEY")
+    if app.testing:
+        if not key:
+            app.config["SECRET_KEY"] = secrets.token_hex(32)
+        return
+    if not key:
+        raise MissingSecretKey(
+            "WEBAPP_SECRET_KEY is not set: set it to a long random value, e.g. "
+            "export WEBAPP_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+            " (make run keeps one in instance/secret_key)"
+        )
+    if len(str(key)) < MIN_SECRET_KEY_LENGTH:
+        raise MissingSecretKey(
+            f"WEBAPP_SECRET_KEY is too short: use at least {MIN_SECRET_KEY_LENGTH} random "
+            "characters (32 random bytes in hex is a good choice)"
+        )
+
+
+def configure_cookies(app: Flask) -> None:
+    """HttpOnly, SameSite=Lax session cookies, Secure unless debugging, testing or
+    ``WEBAPP_INSECURE_COOKIES=1`` (``make run`` serves plain HTTP on localhost).
+
+    These are set whatever the config says (Flask's own defaults are weaker); sessions
+    last 12 hours unless ``PERMANENT_SESSION_LIFETIME`` was configured.
+    """
+    insecure = app.debug or app.testing or str(app.config.get("INSECURE_COOKIES", "")) == "1"
+    for prefix in ("SESSION", "REMEMBER"):
+        app.config[f"{prefix}_COOKIE_HTTPONLY"] = True
+        app.config[f"{prefix}_COOKIE_SAMESITE"] = "Lax"
+        app.config[f"{prefix}_COOKIE_SECURE"] = not insecure
+    if app.config.get("PERMANENT_SESSION_LIFETIME") == FLASK_DEFAULT_LIFETIME:
+        app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
+
+
+def init_csrf(app: Flask) -> None:
+    """CSRF checks on every form post made with the session cookie.
+
+    Requests that authenticate with an ``Authorization: Bearer`` header are exempt: a
+    browser never sends that header by itself, so another site cannot forge such a
+    request, and ``current_identity`` then ignores the session cookie altogether.
+    """
+    # Flask-WTF's own hook would check every request; ours skips bearer-token calls.
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    csrf.init_app(app)
+
+    @app.before_request
+    def _check_csrf() -> None:
+        if app.config["WTF_CSRF_ENABLED"] and not bearer_header_present():
+            csrf.protect(apply_exemptions=True)
+
+
+def add_security_headers(response: Response) -> Response:
+    """``after_request`` hook: CSP, nosniff, no framing, same-origin referrers."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
