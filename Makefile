@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install services schema test lint run bench clean
+.PHONY: install services browser prometheus schema test lint run bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ install: $(STAMP)
 services:
 	bash scripts/ensure_services.sh
 
+# Debian's chromium for the browser tests (Playwright drives it; no browser download).
+browser:
+	bash scripts/ensure_debian_package.sh /usr/bin/chromium chromium 'browser tests'
+
+# Debian's prometheus package for promtool (every metrics scrape in the tests goes through it).
+prometheus:
+	bash scripts/ensure_debian_package.sh promtool prometheus 'metrics and alerting tests'
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -28,7 +36,7 @@ lint: install
 schema: install services
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/taskcore init-db
 
-test: install services schema lint
+test: install services schema lint browser prometheus
 	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
 
 # Benchmarks against Celery and Dramatiq (extra "bench"); not part of make test.
