@@ -65,4 +65,14 @@ def _init_console(app: Flask) -> None:
     from .console import console
 
     app.register_blueprint(console)
+    _init_workloads(app)
+
+
+def _init_workloads(app: Flask) -> None:
+    """The product's own workloads: each a blueprint with its models, pages and tasks."""
+    from .documents import documents
+    from .quizzes import quizzes
+
+    app.register_blueprint(quizzes)
+    app.register_blueprint(documents)
     # No tables are made here: `flask --app webapp db upgrade` migrates (webapp/db.py).

@@ -17,12 +17,12 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.cli import AppGroup
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 
 from taskcore.history import sqlalchemy_url
 
 #: Every module that declares models: the migrations compare these with the database.
-MODEL_MODULES = ("webapp.auth.models",)
+MODEL_MODULES = ("webapp.auth.models", "webapp.quizzes.models", "webapp.documents.models")
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -65,6 +65,26 @@ def default_database_url(app: Flask) -> str:
         return url
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(app.instance_path) / 'webapp.sqlite3'}"
+
+
+# (pid, url, engine): a forked worker process makes its own engine, never its parent's.
+_task_engine: tuple[int, str, sa.Engine] | None = None
+
+
+def task_engine() -> sa.Engine:
+    """The engine tasks use in a worker process: ``DATABASE_URL`` as the web app reads it."""
+    global _task_engine
+    url = os.environ.get("DATABASE_URL") or default_database_url(Flask("webapp"))
+    if _task_engine is None or _task_engine[:2] != (os.getpid(), url):
+        from taskcore.history import make_engine
+
+        _task_engine = (os.getpid(), url, make_engine(url))
+    return _task_engine[2]
+
+
+def task_session() -> Session:
+    """A new ORM session for code outside a request, e.g. a task body (use ``with``)."""
+    return Session(task_engine(), expire_on_commit=False)
 
 
 def init_db(app: Flask) -> None:

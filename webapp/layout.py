@@ -20,6 +20,8 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/rate-limits", "Rate limits"),
     ("/performance", "Performance"),
     ("/audit", "Audit"),
+    ("/quizzes", "Quizzes"),
+    ("/documents", "Documents"),
 )
 
 

@@ -1,4 +1,4 @@
-"""The web app's TaskApp and example tasks (``taskcore worker -A webapp.tasks:app``)."""
+"""The web app's tasks: the examples here and every workload's (``-A webapp.tasks:app``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import logging
 import random
 from datetime import timedelta
 
-from taskcore import Retry, TaskApp
+from taskcore import Retry
 
 from .api.exposed import callable_from_api
+from .taskapp import app
 
-app = TaskApp("webapp")
 log = logging.getLogger(__name__)
 
 
@@ -53,3 +53,8 @@ def wait_for(seconds: float) -> float:
 
 # Fired by `taskcore beat -A webapp.tasks:app` (make run starts one); shown on /schedules.
 app.schedule("ping-every-minute", ping, every=timedelta(minutes=1))
+
+# Each workload's tasks register on the same app; importing them here is what lets a
+# worker started with `-A webapp.tasks:app` run them.
+from .documents import tasks as _documents_tasks  # noqa: E402, F401
+from .quizzes import tasks as _quizzes_tasks  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Documents tasks (registered on webapp.taskapp.app)."""

@@ -1,0 +1,5 @@
+"""Documents pages."""
+
+from __future__ import annotations
+
+from . import documents  # noqa: F401

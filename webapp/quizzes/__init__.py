@@ -1,0 +1,9 @@
+"""Quizzes: a workload of the web app (models, views, templates and tasks together)."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+quizzes = Blueprint("quizzes", __name__, url_prefix="/quizzes", template_folder="templates")
+
+from . import views  # noqa: E402, F401  (registers the routes on the blueprint)

@@ -1,0 +1,1 @@
+"""Quizzes tasks (registered on webapp.taskapp.app)."""

@@ -1,0 +1,5 @@
+"""Quizzes pages."""
+
+from __future__ import annotations
+
+from . import quizzes  # noqa: F401
