@@ -7,6 +7,7 @@ helpers live in ``tests.webapp_helpers``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -41,3 +42,29 @@ def create_user(web_app: Flask) -> Callable[..., User]:
 def create_token(web_app: Flask) -> Callable[..., str]:
     """``create_token(name, role="viewer")``: the plain bearer token of a new ApiToken."""
     return lambda *args, **kwargs: add_token(web_app, *args, **kwargs)
+
+
+@pytest.fixture
+def start_webapp_worker(start_command, database_url: str) -> Callable[..., Any]:
+    """``start_webapp_worker("grading", ...)``: a real `taskcore worker -A webapp.tasks:app`
+    on those queues, this test's vhost and Redis prefix and this test's database; returns
+    once it consumes. ``env=`` adds environment variables, ``options=`` worker options."""
+
+    def start(
+        *queues: str, env: dict[str, str] | None = None, options: tuple[str, ...] = ()
+    ) -> Any:
+        worker = start_command(
+            "--loglevel",
+            "info",
+            "worker",
+            "-A",
+            "webapp.tasks:app",
+            "-Q",
+            ",".join(queues),
+            *options,
+            env={"DATABASE_URL": database_url, **(env or {})},
+        )
+        worker.wait_for_output("consuming")
+        return worker
+
+    return start
