@@ -16,7 +16,7 @@ import redis
 
 from taskcore import TaskApp
 
-from .broker_tools import Probe, broker_url, create_vhost, rabbitmqctl
+from .broker_tools import Probe, broker_url, create_vhost, delete_vhost
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -28,7 +28,7 @@ def vhost() -> Iterator[str]:
     """A RabbitMQ vhost of this test's own, deleted afterwards with everything in it."""
     name = create_vhost()
     yield name
-    rabbitmqctl("delete_vhost", name)
+    delete_vhost(name)
 
 
 @pytest.fixture
