@@ -36,7 +36,7 @@ if "$BIN/flask" --app webapp user list | grep -q '^No users yet'; then
 HINT
 fi
 
-"$BIN/taskcore" worker -A webapp.tasks:app -Q default,grading,statistics,documents --concurrency 4 &
+"$BIN/taskcore" worker -A webapp.tasks:app -Q default,grading,statistics,documents,notifications,sms,email,reports --concurrency 4 &
 worker=$!
 "$BIN/taskcore" recorder -A webapp.tasks:app &
 recorder=$!

@@ -71,8 +71,10 @@ def _init_console(app: Flask) -> None:
 def _init_workloads(app: Flask) -> None:
     """The product's own workloads: each a blueprint with its models, pages and tasks."""
     from .documents import documents
+    from .orders import orders
     from .quizzes import quizzes
+    from .reports import reports
 
-    app.register_blueprint(quizzes)
-    app.register_blueprint(documents)
+    for blueprint in (quizzes, documents, orders, reports):
+        app.register_blueprint(blueprint)
     # No tables are made here: `flask --app webapp db upgrade` migrates (webapp/db.py).

@@ -22,7 +22,13 @@ from sqlalchemy.orm import DeclarativeBase, Session
 from taskcore.history import sqlalchemy_url
 
 #: Every module that declares models: the migrations compare these with the database.
-MODEL_MODULES = ("webapp.auth.models", "webapp.quizzes.models", "webapp.documents.models")
+MODEL_MODULES = (
+    "webapp.auth.models",
+    "webapp.quizzes.models",
+    "webapp.documents.models",
+    "webapp.orders.models",
+    "webapp.reports.models",
+)
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):

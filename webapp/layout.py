@@ -22,6 +22,8 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/audit", "Audit"),
     ("/quizzes", "Quizzes"),
     ("/documents", "Documents"),
+    ("/orders", "Orders"),
+    ("/reports", "Reports"),
 )
 
 

@@ -57,4 +57,6 @@ app.schedule("ping-every-minute", ping, every=timedelta(minutes=1))
 # Each workload's tasks register on the same app; importing them here is what lets a
 # worker started with `-A webapp.tasks:app` run them.
 from .documents import tasks as _documents_tasks  # noqa: E402, F401
+from .orders import tasks as _orders_tasks  # noqa: E402, F401
 from .quizzes import tasks as _quizzes_tasks  # noqa: E402, F401
+from .reports import tasks as _reports_tasks  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Order notification tasks (on webapp.taskapp.app; queues by webapp.taskapp.ROUTES)."""

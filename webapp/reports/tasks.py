@@ -1,0 +1,1 @@
+"""Contract report tasks (on webapp.taskapp.app; queues by webapp.taskapp.ROUTES)."""
