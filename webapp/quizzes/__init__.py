@@ -1,4 +1,7 @@
-"""Quizzes: a workload of the web app (models, views, templates and tasks together)."""
+"""Quizzes: a workload of the web app (models, views, templates and tasks together).
+
+``flask --app webapp quizzes seed|statistics|redrive`` are this blueprint's commands.
+"""
 
 from __future__ import annotations
 
@@ -6,4 +9,4 @@ from flask import Blueprint
 
 quizzes = Blueprint("quizzes", __name__, url_prefix="/quizzes", template_folder="templates")
 
-from . import views  # noqa: E402, F401  (registers the routes on the blueprint)
+from . import commands, views  # noqa: E402, F401  (registers the routes and commands)
