@@ -6,4 +6,4 @@ from flask import Blueprint
 
 orders = Blueprint("orders", __name__, url_prefix="/orders", template_folder="templates")
 
-from . import views  # noqa: E402, F401  (registers the routes on the blueprint)
+from . import commands, views  # noqa: E402, F401  (registers the routes and commands)
