@@ -178,17 +178,23 @@ def write_events(engine: sa.Engine, events: Sequence[dict[str, Any]]) -> None:
     for event in sorted(events, key=lambda e: e.get("at", 0)):
         run = runs.setdefault(event["task_id"], {"task_id": event["task_id"]})
         run.update(_run_fields(event))
+    # One multi-row upsert per set of columns (runs of a batch share a few such sets),
+    # where one statement per task cost a round trip each.
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for run in runs.values():
+        run.setdefault("attempts", 0)
+        by_columns.setdefault(tuple(sorted(run)), []).append(run)
     insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     with engine.begin() as connection:
         connection.execute(task_events.insert(), event_rows)
-        for run in runs.values():
-            run.setdefault("attempts", 0)
-            statement = insert(task_runs).values(**run)
-            updates = {k: statement.excluded[k] for k in run if k != "task_id"}
+        for columns, rows in by_columns.items():
+            # values(rows): one statement with many VALUES rows (an executemany of an
+            # upsert is a statement per row in psycopg2).
+            statement = insert(task_runs).values(rows)
             # An older event arriving late must not overwrite a newer state.
             statement = statement.on_conflict_do_update(
                 index_elements=[task_runs.c.task_id],
-                set_=updates,
+                set_={name: statement.excluded[name] for name in columns if name != "task_id"},
                 where=task_runs.c.updated_at <= statement.excluded.updated_at,
             )
             connection.execute(statement)
