@@ -22,7 +22,7 @@ from taskcore import PublishError
 
 from ..auth.access import requires
 from ..db import db, utcnow
-from ..errors import error_response
+from ..errors import error_response, json_error
 from . import quizzes
 from .grading import missing
 from .models import GRADED, PENDING, STARTED, Answer, Question, Quiz, QuizStatistics, Submission
@@ -258,8 +258,11 @@ def _state(submission: Submission) -> str:
 @quizzes.get("/submissions/<int:submission_id>/status")
 @requires("viewer")
 def submission_status(submission_id: int) -> Any:
-    """The small JSON the result page polls: ``{"state": "pending"|"delayed"|"graded", ...}``."""
-    submission = _own_submission_or_404(submission_id)
+    """The small JSON the result page polls: ``{"state": "pending"|"delayed"|"graded", ...}``
+    (errors are JSON too, whatever the request accepts)."""
+    submission = db.session.get(Submission, submission_id)
+    if submission is None or submission.user_id != _learner_id():
+        return json_error(404, f"You have no quiz submission number {submission_id}.")
     response = jsonify({**submission.as_status(), "state": _state(submission)})
     response.headers["Cache-Control"] = "no-store"
     return response
