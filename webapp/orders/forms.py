@@ -6,7 +6,7 @@ import re
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import DecimalField, SelectField, StringField, TextAreaField
+from wtforms import DecimalField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, ValidationError
 
 from .models import CHANNELS
@@ -84,5 +84,5 @@ class StatusForm(FlaskForm):
 class FailingSenderForm(FlaskForm):
     """Switch a channel's failing sender on or off."""
 
-    channel = SelectField("Channel", choices=[(c, c) for c in CHANNELS])
-    on = SelectField("Switch", choices=[("1", "on"), ("0", "off")])
+    channel = SelectField("Channel", choices=list(CHANNELS))
+    on = SelectField("Switch", choices=[SelectChoice("1", "on"), SelectChoice("0", "off")])

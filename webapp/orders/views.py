@@ -107,7 +107,7 @@ def _order_or_404(order_id: int) -> Order:
 
 def _status_form(order: Order) -> StatusForm:
     form = StatusForm()
-    form.status.choices = [(s, s) for s in NEXT_STATUSES[order.status]]
+    form.status.choices = list(NEXT_STATUSES[order.status])
     return form
 
 
