@@ -105,7 +105,7 @@ _WORD_OPERATORS = [
     (re.compile(r"\bplus\b", re.I), "+"),
     (re.compile(r"\bminus\b", re.I), "-"),
     (re.compile(r"\bto the power of\b", re.I), "**"),
-    (re.compile("[\u00d7x](?=\\s*\\d)"), "*"),  # multiplication sign or x
+    (re.compile("(?<=\\d)\\s*[\u00d7x](?=\\s*\\d)"), " * "),  # 3 x 4, or the multiplication sign
     (re.compile(r"÷"), "/"),
     (re.compile(r"\^"), "**"),
 ]
