@@ -196,13 +196,17 @@ def notifications() -> str:
     )
 
 
-def _rate_limits() -> dict[str, str] | None:
-    """The limits in force on the sms and email queues; None if Redis is down."""
+def _rate_limits() -> dict[str, tuple[str, str]] | None:
+    """(in force, declared) limits of the sms and email queues; None if Redis is down."""
+    ops = current_app.extensions["taskcore_ops"]
     try:
-        limits = current_app.extensions["taskcore_ops"].rate_limits()
+        limits = ops.rate_limits()
     except redis.RedisError:
         return None
-    return {c: limits.get(f"queue:{c}", "none") for c in CHANNELS}
+    declared = ops.declared_rate_limits()
+    return {
+        c: (limits.get(f"queue:{c}", "none"), declared.get(f"queue:{c}", "none")) for c in CHANNELS
+    }
 
 
 @orders.post("/notifications/failing")
