@@ -29,7 +29,7 @@ _SPACES = re.compile(r"\s+")
 
 NO_QUESTIONS = (
     "no questions found: number them ('1.', '1)', 'Q1:' or 'Question 1:'), "
-    "or write them as Markdown headings or list items"
+    "or write them as Markdown headings or list items."
 )
 
 

@@ -10,6 +10,7 @@
   const EVERY = 600;
   let lastStatus = card.dataset.status;
   let lastTotal = null;
+  let lastDone = null;
 
   const byId = (id) => document.getElementById(id);
 
@@ -55,13 +56,15 @@
       if (response.ok) {
         const progress = await response.json();
         render(progress);
-        // Once the questions are found, and when the outcome is known: show them.
+        // When questions are found or answered, and when the outcome is known: show them.
         const found = progress.questions_total !== null && lastTotal === null;
-        if (found || (progress.finished && progress.status !== lastStatus)) {
+        const answered = lastDone !== null && progress.questions_done !== lastDone;
+        if (found || answered || (progress.finished && progress.status !== lastStatus)) {
           await refreshAnswers();
         }
         lastStatus = progress.status;
         lastTotal = progress.questions_total;
+        lastDone = progress.questions_done;
         finished = progress.finished;
       }
     } catch (error) {
