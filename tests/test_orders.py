@@ -296,6 +296,36 @@ def test_only_operators_switch_the_failing_sender(console_app: Flask) -> None:
         ]
 
 
+def test_a_redrive_waits_while_the_dead_task_still_holds_its_key(
+    console_app: Flask, engine: sa.Engine
+) -> None:
+    """Between its last try (row marked dead) and its dead letter, the task still holds the
+    idempotency key: a re-drive then publishes nothing and leaves the notification dead."""
+    from taskcore import State
+    from webapp.orders.tasks import redrive_failed_notifications
+
+    task_app = console_app.extensions["taskcore"]
+    sms_id = make_orders(console_app, 1, send=False)[0]
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(Notification)
+            .where(Notification.id == sms_id)
+            .values(state="dead", task_id="dying", attempts=4)
+        )
+        connection.execute(
+            sa.update(Notification).where(Notification.id != sms_id).values(state="sent")
+        )
+    task_app.redis.set(task_app.keys.idempotency(idempotency_key(sms_id)), "dying")
+    task_app.results.set_state("dying", State.STARTED)
+    assert redrive_failed_notifications() == {"found": 1, "queued": 0, "not_queued": 0}
+    sms = notifications(engine, id=sms_id)[0]
+    assert (sms.state, sms.task_id) == ("dead", "dying")
+    task_app.results.set_state("dying", State.FAILURE)  # dead-lettered: the next one goes
+    assert redrive_failed_notifications() == {"found": 1, "queued": 1, "not_queued": 0}
+    sms = notifications(engine, id=sms_id)[0]
+    assert sms.state == "queued" and sms.task_id not in (None, "dying")
+
+
 # -- with a worker ----------------------------------------------------------------
 
 

@@ -142,10 +142,16 @@ def send_task_for(channel: str) -> Any:
     return {"sms": tasks.send_sms, "email": tasks.send_email}[channel]
 
 
-def queue_sends(session: Session, ids: Iterable[int]) -> int:
+def queue_sends(session: Session, ids: Iterable[int], dead: dict[int, str] | None = None) -> int:
     """Publish the send task of each notification (committed, state ``queued``) and note
     its task id; returns how many were queued. NotQueued if the broker or Redis refused
-    some (those stay queued without a task id)."""
+    some (those stay queued without a task id).
+
+    ``dead`` maps re-driven notifications to the task that died with them: if that task
+    still holds the idempotency key (it is between its last try and its dead letter),
+    nothing was published and the notification goes back to ``dead`` for the next
+    re-drive."""
+    dead = dead or {}
     queued, failed, reason = 0, 0, ""
     for notification_id in ids:
         channel = session.scalar(
@@ -153,12 +159,23 @@ def queue_sends(session: Session, ids: Iterable[int]) -> int:
         )
         if channel is None:
             continue
+        if reason:  # the broker or Redis just refused: do not wait on it once per send
+            failed += 1
+            continue
         try:
             handle = send_task_for(channel).delay(notification_id)
         except (TaskcoreError, redis.RedisError, OSError) as exc:
             failed += 1
             reason = str(exc) or type(exc).__name__
             log.warning("send of notification %d not queued: %s", notification_id, reason)
+            continue
+        if handle.id == dead.get(notification_id):
+            session.execute(
+                sa.update(Notification)
+                .where(Notification.id == notification_id, Notification.task_id.is_(None))
+                .values(state="dead", task_id=handle.id)
+            )
+            session.commit()
             continue
         session.execute(
             sa.update(Notification)
@@ -181,6 +198,7 @@ def requeue(session: Session, app: TaskApp, ids: Iterable[int]) -> int:
     sent and sends nothing). Raises NotQueued like ``queue_sends``.
     """
     chosen: list[int] = []
+    died_with: dict[int, str] = {}
     stale: dict[str, list[str]] = {}
     for notification in session.scalars(
         sa.select(Notification)
@@ -190,6 +208,7 @@ def requeue(session: Session, app: TaskApp, ids: Iterable[int]) -> int:
     ):
         if notification.state == "dead":
             if notification.task_id:
+                died_with[notification.id] = notification.task_id
                 stale.setdefault(notification.channel, []).append(notification.task_id)
             notification.redrives += 1
         elif not (notification.state == "queued" and notification.task_id is None):
@@ -201,7 +220,7 @@ def requeue(session: Session, app: TaskApp, ids: Iterable[int]) -> int:
         chosen.append(notification.id)
     session.commit()
     try:
-        return queue_sends(session, chosen)
+        return queue_sends(session, chosen, died_with)
     finally:
         _discard_dead_letters(app, stale)
 
