@@ -2,14 +2,15 @@
 
 ``seed_quizzes`` is idempotent: a quiz whose slug exists is left as it is (its
 submissions refer to its questions). ``add_submissions`` writes N graded submissions
-with three set-based statements (no row goes through Python), whatever N is:
+with two set-based statements (no row goes through Python), whatever N is:
 
-1. ``INSERT INTO quiz_submissions ... SELECT`` from a recursive counter (a CTE both
-   PostgreSQL and SQLite run), plus one abandoned ``started`` attempt per nine;
-2. one ``INSERT INTO quiz_answers ... SELECT`` per question over the new submissions,
-   right or wrong by a fixed arithmetic hash of (submission id, question position)
-   (``right_expression``: later questions are harder, learners differ);
-3. ``UPDATE quiz_submissions SET score = (count of right answers)`` for the new ones.
+1. ``INSERT INTO quiz_submissions ... SELECT`` from a recursive counter n = 1 ... N (a
+   CTE both PostgreSQL and SQLite run), plus one abandoned ``started`` attempt per nine;
+   each answer is right or wrong by a fixed arithmetic hash of (n, question position)
+   (``right_expression``: later questions are harder, learners differ), so the score is
+   summed right there;
+2. ``INSERT INTO quiz_answers ... SELECT`` the new submissions joined with the quiz's
+   questions, the same hash deciding each answer (n is read back from the token).
 """
 
 from __future__ import annotations
@@ -200,33 +201,36 @@ class Loaded:
     answers: int
 
 
-def right_expression(submission_id: Any, position: int) -> sa.ColumnElement[bool]:
-    """Whether the synthetic answer to question ``position`` of a submission is right.
+def right_expression(n: Any, position: Any) -> sa.ColumnElement[bool]:
+    """Whether the synthetic answer to question ``position`` of the ``n``-th submission of a
+    batch is right (SQL; ``n`` and ``position`` may be columns or numbers).
 
-    A fixed, well-mixed hash of (submission id, position) into 0-99 (squaring modulo the
-    prime 10007; every intermediate fits a 32-bit integer) is compared with a threshold:
-    the question's ease (95 for the first question, 10 less per position, at least 35)
-    plus the learner's ability (-30 to +30, a hash of the submission id). So later
-    questions are harder and scores spread over the whole range.
+    A fixed, well-mixed hash of (n, position) into 0-99 (squaring modulo the prime 10007;
+    every intermediate fits a 32-bit integer) is compared with a threshold: the question's
+    ease (95 for the first question, 10 less per position, at least 35) plus the learner's
+    ability (-30 to +30, a hash of ``n``). So later questions are harder and scores spread
+    over the whole range.
     """
-    ease = max(95 - 10 * (position - 1), 35)
-    mixed = ((submission_id % 10007) * 7919 + position * 104_729) % 10007
+    ease = sa.case((position > 7, 35), else_=105 - 10 * position)
+    mixed = ((n % 10007) * 7919 + position * 104_729) % 10007
     draw = ((mixed * mixed) % 10007) % 100
-    ability = ((submission_id % 61) * 37) % 61 - 30
+    ability = ((n % 61) * 37) % 61 - 30
     return draw < ability + ease
 
 
 def add_submissions(session: Any, quiz: Quiz, count: int) -> Loaded:
     """Write ``count`` graded submissions (and ``count // 9`` abandoned attempts) of ``quiz``
-    with set-based statements. The caller commits."""
+    with two set-based statements. The caller commits."""
     s = Submission.__table__
     a = Answer.__table__
+    q = Question.__table__
     learner = seed_learner(session)
-    before = session.scalar(sa.select(sa.func.coalesce(sa.func.max(s.c.id), 0)))
     questions = sorted(quiz.questions, key=lambda question: question.position)
-    batch = secrets.token_hex(4)
+    prefix = f"seed-{secrets.token_hex(4)}-"
     now = utcnow()
 
+    # 1. The submissions, numbered n = 1 ... by a recursive counter; n is kept in the token
+    #    and decides each answer, so the score is known here already.
     abandoned = count // 9
     counter = sa.select(sa.literal(1).label("n")).cte("counter", recursive=True)
     counter = counter.union_all(
@@ -236,17 +240,21 @@ def add_submissions(session: Any, quiz: Quiz, count: int) -> Loaded:
     is_graded = n <= count
     status = sa.case((is_graded, sa.literal(GRADED)), else_=sa.literal(STARTED))
     stamp = sa.case((is_graded, sa.literal(now, Submission.graded_at.type)), else_=sa.null())
+    score = sum(
+        (sa.case((right_expression(n, question.position), 1), else_=0) for question in questions),
+        start=sa.literal(0),
+    )
     columns = {
         "quiz_id": sa.literal(quiz.id),
         "user_id": sa.literal(learner),
-        "token": sa.literal(f"seed-{batch}-") + sa.cast(n, sa.String),
+        "token": sa.literal(prefix) + sa.cast(n, sa.String),
         "status": status,
         "started_at": sa.literal(now, Submission.started_at.type),
         "submitted_at": stamp,
         "queued_at": stamp,
         "times_queued": sa.case((is_graded, 1), else_=0),
         "graded_at": stamp,
-        "score": sa.case((is_graded, 0), else_=sa.null()),
+        "score": sa.case((is_graded, score), else_=sa.null()),
         "total": sa.case((is_graded, len(questions)), else_=sa.null()),
         "grading_runs": sa.case((is_graded, 1), else_=0),
     }
@@ -254,30 +262,27 @@ def add_submissions(session: Any, quiz: Quiz, count: int) -> Loaded:
         sa.insert(s).from_select(list(columns), sa.select(*columns.values()).select_from(counter))
     )
 
-    new_graded = sa.and_(s.c.id > before, s.c.quiz_id == quiz.id, s.c.status == GRADED)
-    answers = 0
-    for question in questions:
-        wrong = _wrong_answer(question)
-        right = right_expression(s.c.id, question.position)
-        result = session.execute(
-            sa.insert(a).from_select(
-                ["submission_id", "question_id", "given", "correct"],
-                sa.select(
-                    s.c.id,
-                    sa.literal(question.id),
-                    sa.case((right, sa.literal(question.correct_answer)), else_=sa.literal(wrong)),
-                    right,
-                ).where(new_graded),
-            )
-        )
-        answers += result.rowcount
-    right_count = (
-        sa.select(sa.func.count())
-        .where(a.c.submission_id == s.c.id, a.c.correct.is_(True))
-        .scalar_subquery()
+    # 2. Every answer of the new graded submissions in one statement: each submission
+    #    joined with each question, n read back from the token.
+    n_of = sa.cast(sa.func.substr(s.c.token, len(prefix) + 1), sa.Integer)
+    right = right_expression(n_of, q.c.position)
+    given = sa.case(
+        (right, sa.case({qq.id: qq.correct_answer for qq in questions}, value=q.c.id)),
+        else_=sa.case({qq.id: _wrong_answer(qq) for qq in questions}, value=q.c.id),
     )
-    session.execute(sa.update(s).where(new_graded).values(score=right_count))
-    return Loaded(quiz.id, count, abandoned, answers)
+    result = session.execute(
+        sa.insert(a).from_select(
+            ["submission_id", "question_id", "given", "correct"],
+            sa.select(s.c.id, q.c.id, given, right)
+            .select_from(s.join(q, q.c.quiz_id == s.c.quiz_id))
+            .where(
+                s.c.quiz_id == quiz.id,
+                s.c.status == GRADED,
+                s.c.token.startswith(prefix, autoescape=True),
+            ),
+        )
+    )
+    return Loaded(quiz.id, count, abandoned, result.rowcount)
 
 
 def _wrong_answer(question: Question) -> str:

@@ -1,7 +1,8 @@
-"""A quiz's statistics, computed by the database in three aggregate queries.
+"""A quiz's statistics, computed by the database in two aggregate queries.
 
-No submission or answer row is ever loaded into Python: the queries return one row of
-totals, at most ten histogram rows and one row per question. They are SQLAlchemy Core
+No submission or answer row is ever loaded into Python: the queries return the
+submissions' counts and sums per (status, score bucket), at most a dozen rows, and one
+row per question. They are SQLAlchemy Core
 expressions that run the same on PostgreSQL (tests, production) and SQLite (``make run``):
 ``count(*) FILTER (WHERE ...)`` (SQLite 3.30+) and integer floor division for the 10 %
 buckets (both backends divide integers as integers).
@@ -40,48 +41,72 @@ def bucket_expression(score: Any, total: Any) -> sa.ColumnElement[int]:
 
 
 def compute(connection: sa.Connection, quiz_id: int) -> dict[str, Any]:
-    """The statistics of quiz ``quiz_id``, as a JSON-ready dict (see the module's doc)."""
+    """The statistics of quiz ``quiz_id``, as a JSON-ready dict (see the module's doc).
+
+    Two queries, each one pass over its table: the submissions grouped by status and
+    score bucket (at most a dozen groups, whose counts and sums are added up here), and
+    the graded answers grouped by question.
+    """
     s = Submission.__table__
     a = Answer.__table__
     q = Question.__table__
-    pass_mark = sa.select(Quiz.__table__.c.pass_mark).where(Quiz.__table__.c.id == quiz_id)
-    graded = s.c.status == GRADED
-    percent = sa.cast(s.c.score, sa.Float) * 100.0 / s.c.total
-    totals = connection.execute(
-        sa.select(
-            sa.func.count().label("attempts"),
-            sa.func.count().filter(s.c.status != STARTED).label("submitted"),
-            sa.func.count().filter(graded).label("graded"),
-            sa.func.count()
-            .filter(graded, s.c.score * 100 >= pass_mark.scalar_subquery() * s.c.total)
-            .label("passed"),
-            sa.func.avg(sa.case((graded, percent))).label("average"),
-            sa.func.max(s.c.graded_at).label("last_graded_at"),
-        ).where(s.c.quiz_id == quiz_id)
-    ).one()
-
-    bucket = bucket_expression(s.c.score, s.c.total).label("bucket")
-    histogram = dict(
-        connection.execute(
-            sa.select(bucket, sa.func.count())
-            .where(s.c.quiz_id == quiz_id, graded, s.c.total > 0)
-            .group_by(bucket)
-        ).all()
+    pass_mark = (
+        sa.select(Quiz.__table__.c.pass_mark)
+        .where(Quiz.__table__.c.id == quiz_id)
+        .scalar_subquery()
     )
+    graded = sa.and_(s.c.status == GRADED, s.c.total > 0)
+    bucket = sa.case((graded, bucket_expression(s.c.score, s.c.total))).label("bucket")
+    groups = connection.execute(
+        sa.select(
+            s.c.status,
+            bucket,
+            sa.func.count().label("count"),
+            sa.func.count().filter(s.c.score * 100 >= pass_mark * s.c.total).label("passed"),
+            sa.func.sum(sa.cast(s.c.score, sa.Float) * 100.0 / s.c.total).label("percent_sum"),
+            sa.func.max(s.c.graded_at).label("last_graded_at"),
+        )
+        .where(s.c.quiz_id == quiz_id)
+        .group_by(s.c.status, bucket)
+    ).all()
 
+    per_answer = (
+        sa.select(
+            a.c.question_id,
+            sa.func.count().label("answered"),
+            sa.func.count().filter(a.c.correct.is_(True)).label("right"),
+        )
+        .where(
+            a.c.question_id.in_(sa.select(q.c.id).where(q.c.quiz_id == quiz_id)),
+            a.c.correct.is_not(None),
+        )
+        .group_by(a.c.question_id)
+        .subquery()
+    )
     questions = connection.execute(
         sa.select(
             q.c.id,
             q.c.position,
             q.c.prompt,
-            sa.func.count(a.c.correct).label("answered"),
-            sa.func.count(a.c.correct).filter(a.c.correct.is_(True)).label("right"),
+            sa.func.coalesce(per_answer.c.answered, 0).label("answered"),
+            sa.func.coalesce(per_answer.c.right, 0).label("right"),
         )
-        .select_from(q.outerjoin(a, sa.and_(a.c.question_id == q.c.id, a.c.correct.is_not(None))))
+        .select_from(q.outerjoin(per_answer, per_answer.c.question_id == q.c.id))
         .where(q.c.quiz_id == quiz_id)
-        .group_by(q.c.id, q.c.position, q.c.prompt)
         .order_by(q.c.position)
     ).all()
+
+    graded_groups = [g for g in groups if g.bucket is not None]
+    attempts = sum(g.count for g in groups)
+    graded_count = sum(g.count for g in graded_groups)
+    passed = sum(g.passed for g in graded_groups)
+    percent_sum = sum(float(g.percent_sum or 0) for g in graded_groups)
+    histogram = [0] * BUCKETS
+    for g in graded_groups:
+        histogram[g.bucket] += g.count
+    stamps = [g.last_graded_at for g in graded_groups if g.last_graded_at is not None]
+    last: datetime | None = max(stamps) if stamps else None
+
     per_question = [
         {
             "id": row.id,
@@ -97,18 +122,15 @@ def compute(connection: sa.Connection, quiz_id: int) -> dict[str, Any]:
         (item for item in per_question if item["answered"]),
         key=lambda item: (item["share_correct"], item["position"]),
     )[:HARDEST]
-
-    attempts, graded_count = totals.attempts, totals.graded
-    last: datetime | None = totals.last_graded_at
     return {
         "attempts": attempts,
-        "submitted": totals.submitted,
+        "submitted": sum(g.count for g in groups if g.status != STARTED),
         "graded": graded_count,
-        "passed": totals.passed,
-        "average_score": None if totals.average is None else float(totals.average),
+        "passed": passed,
+        "average_score": percent_sum / graded_count if graded_count else None,
         "completion_rate": graded_count / attempts if attempts else None,
-        "pass_rate": totals.passed / graded_count if graded_count else None,
-        "distribution": [int(histogram.get(i, 0)) for i in range(BUCKETS)],
+        "pass_rate": passed / graded_count if graded_count else None,
+        "distribution": histogram,
         "questions": per_question,
         "hardest": [item["id"] for item in hardest],
         "last_graded_at": last.isoformat() if last else None,
