@@ -355,6 +355,12 @@ def test_upload_progress_and_pdf(
     assert other.get(f"/documents/{document_id}/download").status_code == 404
     assert "science quiz.md" not in other.get("/documents").get_data(as_text=True)
 
+    # A PDF paper: its text is read with pypdf.
+    pdf_id = document_id_of(upload(client, "paper.pdf", make_pdf("1. What is 3 + 4?", "2. Why?")))
+    assert wait_for(client, pdf_id, ("done", "failed"))[-1]["status"] == "done"
+    text = pdf_text(client.get(f"/documents/{pdf_id}/download").data)
+    assert "Q1. What is 3 + 4? 3 + 4 = 7" in text and "Q2. Why?" in text
+
     # A paper without questions fails at the parse step with the parser's message.
     bad_id = document_id_of(upload(client, "notes.txt", b"Just notes.\nNothing to answer.\n"))
     final = wait_for(client, bad_id, ("done", "failed"))[-1]
@@ -364,6 +370,26 @@ def test_upload_progress_and_pdf(
     assert "Failed at “Find the questions”: No questions found" in page
     assert "Try again" in page
     assert client.get(f"/documents/{bad_id}/download").status_code == 404
+
+
+def make_pdf(*lines: str) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    for line in lines:
+        pdf.cell(0, 8, line, new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def test_text_is_read_from_pdfs_and_unreadable_ones_are_named() -> None:
+    from webapp.documents.typesetting import UnreadableDocument, read_text
+
+    text = read_text(make_pdf("Exam", "1. What is 3 + 4?", "Q2: Define osmosis."), "pdf")
+    assert texts(text) == ["What is 3 + 4?", "Define osmosis."]
+    with pytest.raises(UnreadableDocument, match="the PDF cannot be read"):
+        read_text(b"%PDF-1.4 and then nothing", "pdf")
 
 
 def stored(docs_app: Flask, storage_dir: Path) -> tuple[int, list[Path]]:

@@ -95,22 +95,26 @@ def render_answers(
     pdf.set_margins(20, 20, 20)
     pdf.add_page()
     pdf.set_font(family, "B", 18)
-    pdf.multi_cell(0, 9, clean(title), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 9, clean(title), align="L", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font(family, size=9)
     pdf.set_text_color(110, 110, 110)
     facts = (
         f"{len(answered)} question{'s' if len(answered) != 1 else ''} · answered by the "
         f"{answerer} answerer · uploaded {created:%Y-%m-%d %H:%M} UTC"
     )
-    pdf.multi_cell(0, 5, clean(facts), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 5, clean(facts), align="L", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
     for label, question, answer in answered:
+        if pdf.get_y() > pdf.page_break_trigger - 25:  # keep a question with its answer
+            pdf.add_page()
         pdf.set_text_color(20, 20, 20)
         pdf.set_font(family, "B", 11)
-        pdf.multi_cell(0, 6, clean(f"{label}. {question}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(
+            0, 6, clean(f"{label}. {question}"), align="L", new_x="LMARGIN", new_y="NEXT"
+        )
         pdf.ln(1)
         pdf.set_font(family, size=11)
         pdf.set_text_color(50, 50, 50)
-        pdf.multi_cell(0, 6, clean(answer), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, clean(answer), align="L", new_x="LMARGIN", new_y="NEXT")
         pdf.ln(5)
     return bytes(pdf.output())
