@@ -61,11 +61,12 @@ def send_grading(submission_id: int, times_queued: int, priority: int = HIGH) ->
 
 
 def record_queued(connection: sa.Connection, submission_id: int, handle: TaskHandle) -> None:
-    """Note on the submission that a grading task was confirmed by the broker."""
+    """Note on the submission that a grading task was confirmed by the broker (whatever
+    its status now: a fast worker may have graded it already)."""
     s = Submission.__table__
     connection.execute(
         sa.update(s)
-        .where(s.c.id == submission_id, s.c.status == PENDING)
+        .where(s.c.id == submission_id)
         .values(queued_at=utcnow(), task_id=handle.id, times_queued=s.c.times_queued + 1)
     )
 
