@@ -390,6 +390,8 @@ def test_text_is_read_from_pdfs_and_unreadable_ones_are_named() -> None:
     assert texts(text) == ["What is 3 + 4?", "Define osmosis."]
     with pytest.raises(UnreadableDocument, match="the PDF cannot be read"):
         read_text(b"%PDF-1.4 and then nothing", "pdf")
+    with pytest.raises(UnreadableDocument, match="the PDF has no text to read"):
+        read_text(make_pdf(), "pdf")
 
 
 def stored(docs_app: Flask, storage_dir: Path) -> tuple[int, list[Path]]:

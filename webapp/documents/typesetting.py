@@ -37,11 +37,16 @@ def read_text(data: bytes, kind: str) -> str:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise UnreadableDocument("the PDF is encrypted: upload one without a password")
-        return "\n".join(page.extract_text() or "" for page in reader.pages)
+        text = "\n".join(page.extract_text() or "" for page in reader.pages)
     except UnreadableDocument:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise UnreadableDocument(f"the PDF cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not text.strip():
+        raise UnreadableDocument(
+            "the PDF has no text to read (a scanned paper? run it through OCR first)"
+        )
+    return text
 
 
 class _AnswersPdf(FPDF):

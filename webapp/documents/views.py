@@ -26,6 +26,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Response
 
+from taskcore.errors import TaskcoreError
 from taskcore.states import State
 
 from ..auth.access import Identity, current_identity, requires
@@ -211,7 +212,7 @@ def _reconcile(document: Document) -> None:
     task_app = documents_task_app()
     try:
         status = task_app.status(document.id)
-    except (redis.RedisError, OSError):
+    except (redis.RedisError, OSError, TaskcoreError):  # no Redis, or states not stored
         return
     if status.state not in (State.FAILURE, State.DEAD, State.REVOKED):
         return
