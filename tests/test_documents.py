@@ -528,7 +528,10 @@ def test_broker_down_at_upload_keeps_the_document_and_it_can_be_started(
     task_env: dict[str, str],
     storage_dir: Path,
     start_webapp_worker: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from webapp.documents.tasks import send_delayed_documents
+
     down = documents_app(
         database_url,
         {**task_env, "TASKCORE_BROKER_URL": "amqp://guest:guest@127.0.0.1:1/"},
@@ -541,6 +544,7 @@ def test_broker_down_at_upload_keeps_the_document_and_it_can_be_started(
         response = upload(client, "paper.txt", PAPER.encode())
         document_id = document_id_of(response)
         page = client.get(f"/documents/{document_id}").get_data(as_text=True)
+        second_id = document_id_of(upload(client, "second.txt", b"1. What is 5 - 3?\n"))
     finally:
         close_web_app(down)
     assert "processing is delayed" in page and "Processing is delayed: the task queue" in page
@@ -559,6 +563,11 @@ def test_broker_down_at_upload_keeps_the_document_and_it_can_be_started(
         token = csrf_token_from(client.get(f"/documents/{document_id}").get_data(as_text=True))
         client.post(f"/documents/{document_id}/retry", data={"csrf_token": token})
         assert wait_for(client, document_id, ("done", "failed"))[-1]["status"] == "done"
+        # The other one is sent by the periodic re-send (run here in this process).
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        assert send_delayed_documents() == 1
+        assert wait_for(client, second_id, ("done", "failed"))[-1]["status"] == "done"
+        assert send_delayed_documents() == 0
     finally:
         close_web_app(up)
 
