@@ -9,8 +9,9 @@ from flask import Flask, request
 
 from .auth.access import current_identity
 
-PRODUCT_NAME = "taskcore console"
-# (path, label): the console's top navigation, in order.
+PRODUCT_NAME = "taskcore console"  # page titles
+BRAND = "taskcore"  # the top bar's name: short, so one row holds every section
+# (path, label): the console's top navigation, in order: operations, then the apps.
 NAV: tuple[tuple[str, str], ...] = (
     ("/", "Overview"),
     ("/tasks", "Tasks"),
@@ -20,6 +21,9 @@ NAV: tuple[tuple[str, str], ...] = (
     ("/rate-limits", "Rate limits"),
     ("/performance", "Performance"),
     ("/audit", "Audit"),
+)
+# The product's own workloads, after a divider.
+APPS: tuple[tuple[str, str], ...] = (
     ("/quizzes", "Quizzes"),
     ("/documents", "Documents"),
     ("/orders", "Orders"),
@@ -47,12 +51,14 @@ def _layout_context() -> dict[str, Any]:
     return {
         "identity": current_identity(),
         "nav": NAV,
+        "apps": APPS,
         "is_current": is_current,
         "product_name": PRODUCT_NAME,
+        "brand": BRAND,
     }
 
 
 def init_layout(app: Flask) -> None:
-    """Give every template ``identity``, ``nav``, ``is_current`` and the ``utc`` filter."""
+    """Give every template ``identity``, ``nav``, ``apps``, ``brand``, ``is_current``, ``utc``."""
     app.context_processor(_layout_context)
     app.add_template_filter(format_utc, "utc")
