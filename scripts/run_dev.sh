@@ -22,6 +22,7 @@ fi
 export WEBAPP_INSECURE_COOKIES=1
 
 "$BIN/flask" --app webapp db upgrade  # the history tables and the console's (migrations)
+"$BIN/flask" --app webapp quizzes seed  # the sample quizzes (idempotent)
 if "$BIN/flask" --app webapp user list | grep -q '^No users yet'; then
   prefix=""
   [ -n "${key_from_file:-}" ] && prefix='WEBAPP_SECRET_KEY=$(cat instance/secret_key) '
