@@ -10,6 +10,7 @@ the result when done. Pages refresh themselves in place (``data-live``, console.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -67,6 +68,24 @@ def _service_message(exc: Exception) -> str:
 # -- the filter and its actions ------------------------------------------------------------
 
 
+#: (database URL) -> (monotonic time, choices, contract count): the form's lists cost a
+#: scan of the table, so they are kept for CHOICES_TTL seconds per process.
+_choices_cache: dict[str, tuple[float, dict[str, list[str]], int]] = {}
+CHOICES_TTL = 30.0
+
+
+def _form_data() -> tuple[dict[str, list[str]], int]:
+    """The agencies and categories there are, and how many contracts (cached briefly)."""
+    key = str(db.engine.url)
+    cached = _choices_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < CHOICES_TTL:
+        return cached[1], cached[2]
+    choices = _choices()
+    total = db.session.execute(sa.select(sa.func.count()).select_from(Contract.__table__)).scalar()
+    _choices_cache[key] = (time.monotonic(), choices, total or 0)
+    return choices, total or 0
+
+
 def _choices() -> dict[str, list[str]]:
     table = Contract.__table__
     return {
@@ -84,12 +103,12 @@ def _index(values: dict[str, Any], errors: dict[str, str] | None = None, status:
     exports = db.session.execute(
         sa.select(table).order_by(table.c.created_at.desc()).limit(RECENT_EXPORTS)
     ).all()
-    total = db.session.execute(sa.select(sa.func.count()).select_from(Contract.__table__)).scalar()
+    choices, total = _form_data()
     page = render_template(
         "reports/index.html",
         values=values,
         errors=errors or {},
-        choices=_choices(),
+        choices=choices,
         exports=exports,
         contracts=total,
         actions=ACTIONS,
