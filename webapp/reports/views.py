@@ -9,6 +9,7 @@ the result when done. Pages refresh themselves in place (``data-live``, console.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -53,7 +54,8 @@ def task_app() -> TaskApp:
 @reports.errorhandler(sa.exc.SQLAlchemyError)
 def _unavailable(exc: Exception) -> Any:
     """A service is down: say which, answer 503, never a 500."""
-    db.session.rollback()
+    with contextlib.suppress(sa.exc.SQLAlchemyError):  # the database may be what is down
+        db.session.rollback()
     return render_template("reports/unavailable.html", reason=_service_message(exc)), 503
 
 
