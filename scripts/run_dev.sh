@@ -23,6 +23,7 @@ export WEBAPP_INSECURE_COOKIES=1
 
 "$BIN/flask" --app webapp db upgrade  # the history tables and the console's (migrations)
 "$BIN/flask" --app webapp quizzes seed  # the sample quizzes (idempotent)
+"$BIN/flask" --app webapp reports seed  # synthetic contracts, once (a filled table is left alone)
 if "$BIN/flask" --app webapp user list | grep -q '^No users yet'; then
   prefix=""
   [ -n "${key_from_file:-}" ] && prefix='WEBAPP_SECRET_KEY=$(cat instance/secret_key) '
