@@ -129,21 +129,9 @@ def create_schema(engine: sa.Engine) -> None:
 
 def create_trigram_index(connection: sa.Connection) -> bool:
     """A GIN trigram index on ``task_runs.args`` (PostgreSQL), so ``args ILIKE '%text%'``
-    needs no scan; creates ``pg_trgm`` in ``public`` first if it can. False (and a
-    warning) when the extension is not there and cannot be made.
+    needs no scan. False (and a warning) when ``pg_trgm`` is not there and cannot be made.
     """
-    schema = _trigram_schema(connection)
-    if schema is None:
-        has_public = connection.execute(
-            sa.text("SELECT 1 FROM pg_namespace WHERE nspname = 'public'")
-        ).scalar()
-        where = " SCHEMA public" if has_public else ""
-        try:
-            with connection.begin_nested():  # a failure must not end the caller's transaction
-                connection.execute(sa.text(f"CREATE EXTENSION IF NOT EXISTS pg_trgm{where}"))
-        except sa.exc.DBAPIError as exc:  # not allowed, or made at this moment by another process
-            log.debug("CREATE EXTENSION pg_trgm failed: %s", exc)
-        schema = _trigram_schema(connection)
+    schema = trigram_schema(connection)
     if schema is None:
         log.warning(
             "the pg_trgm extension is not available (ask an administrator to "
@@ -160,8 +148,29 @@ def create_trigram_index(connection: sa.Connection) -> bool:
     return True
 
 
-def _trigram_schema(connection: sa.Connection) -> str | None:
-    """The (quoted) schema pg_trgm is installed in, or None."""
+def trigram_schema(connection: sa.Connection) -> str | None:
+    """The (quoted) schema of PostgreSQL's ``pg_trgm`` extension, made in ``public`` first
+    if it is missing and this role may; None if it is not available.
+
+    Name its operator class with this schema (``{schema}.gin_trgm_ops``): the search path
+    of the caller need not include it.
+    """
+    schema = _installed_trigram_schema(connection)
+    if schema is not None:
+        return schema
+    has_public = connection.execute(
+        sa.text("SELECT 1 FROM pg_namespace WHERE nspname = 'public'")
+    ).scalar()
+    where = " SCHEMA public" if has_public else ""
+    try:
+        with connection.begin_nested():  # a failure must not end the caller's transaction
+            connection.execute(sa.text(f"CREATE EXTENSION IF NOT EXISTS pg_trgm{where}"))
+    except sa.exc.DBAPIError as exc:  # not allowed, or made at this moment by another process
+        log.debug("CREATE EXTENSION pg_trgm failed: %s", exc)
+    return _installed_trigram_schema(connection)
+
+
+def _installed_trigram_schema(connection: sa.Connection) -> str | None:
     return connection.execute(
         sa.text(
             "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'"

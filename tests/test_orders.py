@@ -8,8 +8,7 @@ measures the declared 10/min itself.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from itertools import pairwise
@@ -35,7 +34,7 @@ from webapp.orders.models import (
 )
 from webapp.orders.notify import idempotency_key, queue_sends, record_event, retry_base
 
-from .webapp_helpers import close_web_app, csrf_token_from, log_in, make_console_app
+from .webapp_helpers import close_web_app, csrf_token_from, log_in, make_console_app, wait_until
 
 pytest_plugins = ["tests.webapp_fixtures"]
 
@@ -77,17 +76,6 @@ def signed_in(app: Flask, name: str) -> FlaskClient:
 def post_form(client: FlaskClient, page: str, action: str, data: dict[str, str]) -> Any:
     token = csrf_token_from(client.get(page).get_data(as_text=True))
     return client.post(action, data={**data, "csrf_token": token})
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.1)
 
 
 def notifications(engine: sa.Engine, **where: Any) -> list[Notification]:

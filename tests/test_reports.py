@@ -29,7 +29,14 @@ from webapp.reports.models import Contract, ReportExport
 from webapp.reports.seed import contract_row, seed_contracts
 from webapp.reports.tasks import delete_old_exports
 
-from .webapp_helpers import add_user, close_web_app, csrf_token_from, log_in, make_web_app
+from .webapp_helpers import (
+    add_user,
+    close_web_app,
+    csrf_token_from,
+    log_in,
+    make_web_app,
+    wait_until,
+)
 
 pytest_plugins = ["tests.webapp_fixtures"]
 
@@ -74,17 +81,6 @@ def run(client: FlaskClient, action: str, **filters: str) -> Any:
     """Submit the /reports form with an action, as a browser does (CSRF token included)."""
     token = csrf_token_from(client.get("/reports").get_data(as_text=True))
     return client.post("/reports/run", data={"csrf_token": token, "action": action, **filters})
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {timeout}s: {check}")
-        time.sleep(interval)
 
 
 def matching(app: Flask, filters: dict[str, Any]) -> list[Any]:
@@ -145,7 +141,7 @@ def test_export_csv_and_xlsx_with_progress(
                 seen.append(status.progress)
             return status.ready
 
-        wait_for(finished, interval=0.005)
+        wait_until(finished, interval=0.005)
         status = task_app.status(export_id)
         assert status.state == State.SUCCESS, status
         assert status.result["rows"] == counted
@@ -215,8 +211,8 @@ def test_a_second_click_returns_the_running_export(
 
     worker()
     task_app = reports_app.extensions["taskcore"]
-    wait_for(lambda: task_app.status(export_id).ready)
-    wait_for(lambda: task_app.status(other.headers["Location"].rsplit("/", 1)[1]).ready)
+    wait_until(lambda: task_app.status(export_id).ready)
+    wait_until(lambda: task_app.status(other.headers["Location"].rsplit("/", 1)[1]).ready)
     assert sorted(p.name for p in export_dir.iterdir()) == sorted(
         [f"contracts-{export_id}.csv", f"contracts-{other.headers['Location'][-32:]}.xlsx"]
     )
@@ -245,7 +241,7 @@ def test_aggregates_and_search(reports_app: Flask, client: FlaskClient, worker: 
     assert 'class="spinner"' in client.get(search_url).get_data(as_text=True)
 
     worker()
-    page = wait_for(
+    page = wait_until(
         lambda: 'data-busy="no"' in (p := client.get(location).get_data(as_text=True)) and p
     )
     assert "Computed" in page and "By agency" in page
@@ -277,7 +273,7 @@ def test_aggregates_and_search(reports_app: Flask, client: FlaskClient, worker: 
 
     # The search: every match, newest first, 50 a page.
     search_id = search_url.rsplit("/", 1)[1]
-    wait_for(lambda: task_app.status(search_id).ready)
+    wait_until(lambda: task_app.status(search_id).ready)
     expected = sorted(
         matching(reports_app, {"text": "bridge"}),
         key=lambda r: (r.signed_on, r.id),

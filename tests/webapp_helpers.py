@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -81,3 +83,17 @@ def log_in(client: FlaskClient, name: str, password: str = PASSWORD, next_url: s
     data = {"name": name, "password": password, "next": next_url}
     data["csrf_token"] = csrf_token_from(page.get_data(as_text=True))
     return client.post("/login", data=data)
+
+
+def wait_until(
+    check: Callable[[], Any], timeout: float = 30.0, what: str = "", interval: float = 0.05
+) -> Any:
+    """Call ``check`` until it returns something true, and return that; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout}s: {what or check}")
+        time.sleep(interval)

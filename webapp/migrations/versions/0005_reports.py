@@ -19,6 +19,8 @@ import logging
 import sqlalchemy as sa
 from alembic import op
 
+from taskcore.history import trigram_schema
+
 revision = "0005_reports"
 down_revision = "0004_orders"
 branch_labels = None
@@ -43,7 +45,7 @@ def upgrade() -> None:
     op.create_index("ix_contracts_agency_signed_on", "contracts", ["agency", "signed_on"])
     op.create_index("ix_contracts_category_signed_on", "contracts", ["category", "signed_on"])
     op.create_index("ix_contracts_signed_on", "contracts", ["signed_on"])
-    schema = _trigram_schema() if op.get_bind().dialect.name == "postgresql" else None
+    schema = _trigram_schema(op.get_bind())
     for column in TRIGRAM_COLUMNS:
         name = f"ix_contracts_{column}_trgm"
         if schema is None:
@@ -81,24 +83,11 @@ def downgrade() -> None:
     op.drop_table("contracts")
 
 
-def _trigram_schema() -> str | None:
-    """The (quoted) schema of pg_trgm, creating the extension in ``public`` if allowed."""
-    bind = op.get_bind()
-    query = sa.text(
-        "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'pg_trgm'"
-    )
-    schema = bind.execute(query).scalar()
-    if schema is None:
-        has_public = bind.execute(
-            sa.text("SELECT 1 FROM pg_namespace WHERE nspname = 'public'")
-        ).scalar()
-        try:
-            with bind.begin_nested():  # a failure must not end the migration's transaction
-                where = " SCHEMA public" if has_public else ""
-                bind.execute(sa.text(f"CREATE EXTENSION IF NOT EXISTS pg_trgm{where}"))
-        except sa.exc.DBAPIError as exc:
-            log.debug("CREATE EXTENSION pg_trgm failed: %s", exc)
-        schema = bind.execute(query).scalar()
+def _trigram_schema(bind: sa.Connection) -> str | None:
+    """pg_trgm's schema (made in ``public`` if allowed); None on SQLite or without it."""
+    if bind.dialect.name != "postgresql":
+        return None
+    schema = trigram_schema(bind)
     if schema is None:
         log.warning(
             "pg_trgm is not available (ask an administrator to CREATE EXTENSION pg_trgm): "
