@@ -121,3 +121,76 @@ def test_recorder_reads_event_batches_and_drops_only_what_is_not_an_event() -> N
     assert read_events(json.dumps(good).encode()) == [good]  # one event per message (older workers)
     assert read_events(json.dumps([good, {"state": "x"}, 3]).encode()) == [good]
     assert read_events(b"not json") == []
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_write_events_keeps_the_newest_state_and_every_event(
+    backend: str, database_url: str, tmp_path: Any
+) -> None:
+    from taskcore.history import create_schema, write_events
+
+    url = database_url if backend == "postgresql" else f"sqlite:///{tmp_path / 'history.db'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    awkward = 'add("a,b", "quote \\" and\nnewline")'  # CSV's special characters
+    base = {"task_id": "t-1", "task": "tests.add", "queue": "default", "worker": "w@h"}
+    try:
+        write_events(
+            engine, [{**base, "state": "STARTED", "at": 2.0, "attempts": 1, "args": awkward}]
+        )
+        # Arrives late: older than the stored state, so the run keeps STARTED.
+        write_events(engine, [{**base, "state": "PENDING", "at": 1.0, "attempts": 1}])
+        write_events(
+            engine,
+            [
+                {
+                    "task_id": "t-1",
+                    "state": "SUCCESS",
+                    "at": 3.0,
+                    "attempts": 1,
+                    "result": [1, "x"],
+                },
+                {
+                    "task_id": "t-2",
+                    "state": "FAILURE",
+                    "at": 3.5,
+                    "attempts": 2,
+                    "worker": None,
+                    "error": {"type": "ValueError", "message": "bad", "traceback": "tb"},
+                },
+            ],
+        )
+        with engine.connect() as connection:
+            runs = {
+                row.task_id: row for row in connection.execute(sa.text("SELECT * FROM task_runs"))
+            }
+            events = connection.execute(
+                sa.text("SELECT task_id, state, worker, data FROM task_events ORDER BY at")
+            ).all()
+    finally:
+        engine.dispose()
+    done = runs["t-1"]
+    assert (done.state, done.task, done.queue, done.worker, done.args) == (
+        "SUCCESS",
+        "tests.add",
+        "default",
+        "w@h",
+        awkward,
+    )  # fields the SUCCESS event did not carry are kept
+    assert json.loads(done.result) == [1, "x"] and done.finished_at is not None
+    assert done.started_at is not None and done.attempts == 1
+    failed = runs["t-2"]
+    assert (failed.state, failed.attempts, failed.error_type, failed.error_message) == (
+        "FAILURE",
+        2,
+        "ValueError",
+        "bad",
+    )
+    assert [(e.task_id, e.state, e.worker) for e in events] == [
+        ("t-1", "PENDING", "w@h"),
+        ("t-1", "STARTED", "w@h"),
+        ("t-1", "SUCCESS", None),
+        ("t-2", "FAILURE", None),
+    ]
+    data = events[1].data if isinstance(events[1].data, dict) else json.loads(events[1].data)
+    assert data["args"] == awkward
