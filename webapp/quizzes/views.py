@@ -8,31 +8,31 @@ grading task is queued and the browser is sent to the result page, which polls
 from __future__ import annotations
 
 import logging
-import secrets
-from datetime import timedelta
 from typing import Any
 
-import redis
 import sqlalchemy as sa
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from taskcore import PublishError
-
 from ..auth.access import requires
 from ..db import db, utcnow
 from ..errors import error_response, json_error
 from . import quizzes
-from .grading import missing
-from .models import GRADED, PENDING, STARTED, Answer, Question, Quiz, QuizStatistics, Submission
+from .models import GRADED, PENDING, STARTED, Question, Quiz, QuizStatistics, Submission
 from .statistics import BUCKETS
-from .tasks import record_queued, send_grading
+from .submit import (
+    can_grade_now,
+    check_answers,
+    find_attempt,
+    open_attempt,
+    queue_grading,
+    state,
+    store_answers,
+)
 
 log = logging.getLogger(__name__)
 
-#: The result page offers "Grade now" when grading was not queued, or this long ago.
-GRADE_NOW_AFTER = timedelta(seconds=60)
 #: The histogram's buckets: 0-9%, 10-19%, ... 90-100% (a perfect score is in the last).
 BUCKET_LABELS = [f"{10 * i}-{10 * i + 9 if i < BUCKETS - 1 else 100}%" for i in range(BUCKETS)]
 
@@ -89,32 +89,12 @@ def index() -> Any:
     return render_template("quizzes/index.html", rows=rows, recent=recent)
 
 
-def _open_attempt(quiz: Quiz, user_id: int) -> Submission:
-    """The learner's unfinished attempt at ``quiz`` (reloading the form reuses it), or a new
-    one with a fresh one-time token."""
-    attempt = db.session.scalar(
-        sa.select(Submission)
-        .where(
-            Submission.user_id == user_id,
-            Submission.quiz_id == quiz.id,
-            Submission.status == STARTED,
-        )
-        .order_by(Submission.id.desc())
-        .limit(1)
-    )
-    if attempt is None:
-        attempt = Submission(quiz_id=quiz.id, user_id=user_id, token=secrets.token_urlsafe(24))
-        db.session.add(attempt)
-        db.session.commit()
-    return attempt
-
-
 @quizzes.get("/<slug>")
 @requires("viewer")
 def take(slug: str) -> Any:
     """The quiz's form, carrying the attempt's one-time token."""
     quiz = _quiz_or_404(slug)
-    attempt = _open_attempt(quiz, _learner_id())
+    attempt = open_attempt(quiz, _learner_id())
     return render_template("quizzes/take.html", quiz=quiz, token=attempt.token, answers={})
 
 
@@ -129,14 +109,8 @@ def submit(slug: str) -> Any:
     quiz = _quiz_or_404(slug)
     user_id = _learner_id()
     token = request.form.get("token", "")
-    attempt = db.session.scalar(
-        sa.select(Submission).where(
-            Submission.user_id == user_id,
-            Submission.token == token,
-            Submission.quiz_id == quiz.id,
-        )
-    )
-    if attempt is None:
+    attempt = find_attempt(user_id, token)
+    if attempt is None or attempt.quiz_id != quiz.id:
         flash("That form was not one we gave you, so nothing was saved. Here is a fresh one.")
         return redirect(url_for(".take", slug=slug), 303)
     if attempt.status != STARTED:
@@ -144,15 +118,7 @@ def submit(slug: str) -> Any:
         return redirect(url_for(".result", submission_id=attempt.id), 303)
 
     answers = {q.id: request.form.get(f"q{q.id}", "").strip() for q in quiz.questions}
-    errors: dict[int, str] = {}
-    for question_id in missing([q.id for q in quiz.questions], answers):
-        errors[question_id] = "Answer this question."
-    for question in quiz.questions:
-        given = answers[question.id]
-        if question.kind == "choice" and given and given not in (question.choices or []):
-            errors[question.id] = "Pick one of the options."
-        if len(given) > 500:
-            errors[question.id] = "Keep the answer under 500 characters."
+    errors = check_answers(quiz, answers)
     if errors:
         count = len(errors)
         message = (
@@ -169,48 +135,15 @@ def submit(slug: str) -> Any:
         )
         return page, 400
 
-    s = Submission.__table__
-    claimed = db.session.execute(
-        sa.update(s)
-        .where(s.c.id == attempt.id, s.c.status == STARTED)
-        .values(status=PENDING, submitted_at=utcnow())
-    )
-    if claimed.rowcount != 1:  # a concurrent POST of the same form got there first
-        db.session.rollback()
+    if not store_answers(attempt, answers):  # a concurrent POST of the same form got there first
         return redirect(url_for(".result", submission_id=attempt.id), 303)
-    db.session.execute(
-        sa.insert(Answer.__table__),
-        [
-            {"submission_id": attempt.id, "question_id": qid, "given": given}
-            for qid, given in answers.items()
-        ],
-    )
-    db.session.commit()  # stored for good before anything is sent
-    if not _queue_grading(attempt.id, times_queued=0):
+    if queue_grading(attempt.id, times_queued=0) is not None:
         flash(
             "Your answers are saved, but grading is delayed: the task queue cannot be "
             "reached right now. They will be graded as soon as it is back.",
             "warning",
         )
     return redirect(url_for(".result", submission_id=attempt.id), 303)
-
-
-def _queue_grading(submission_id: int, times_queued: int) -> bool:
-    """Send the grading task; False (logged) when the broker or Redis cannot be reached."""
-    try:
-        handle = send_grading(submission_id, times_queued)
-    except (PublishError, redis.RedisError) as exc:
-        log.warning("grading of quiz submission %s not queued: %s", submission_id, exc)
-        return False
-    record_queued(db.session.connection(), submission_id, handle)
-    db.session.commit()
-    return True
-
-
-def _can_grade_now(submission: Submission) -> bool:
-    return submission.status == PENDING and (
-        submission.queued_at is None or utcnow() - submission.queued_at > GRADE_NOW_AFTER
-    )
 
 
 @quizzes.get("/submissions/<int:submission_id>")
@@ -243,16 +176,9 @@ def result(submission_id: int) -> Any:
             and submission.total is not None
             and submission.score * 100 >= submission.quiz.pass_mark * submission.total
         ),
-        can_grade_now=_can_grade_now(submission),
-        state=_state(submission),
+        can_grade_now=can_grade_now(submission),
+        state=state(submission),
     )
-
-
-def _state(submission: Submission) -> str:
-    """What the result page shows, in one word: it swaps itself when this changes."""
-    if submission.status == PENDING:
-        return "pending" if submission.queued_at is not None else "delayed"
-    return submission.status
 
 
 @quizzes.get("/submissions/<int:submission_id>/status")
@@ -263,7 +189,7 @@ def submission_status(submission_id: int) -> Any:
     submission = db.session.get(Submission, submission_id)
     if submission is None or submission.user_id != _learner_id():
         return json_error(404, f"You have no quiz submission number {submission_id}.")
-    response = jsonify({**submission.as_status(), "state": _state(submission)})
+    response = jsonify({**submission.as_status(), "state": state(submission)})
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -277,10 +203,10 @@ def grade_now(submission_id: int) -> Response:
     if submission.status != PENDING:
         flash("This submission is already graded.", "info")
         return target
-    if not _can_grade_now(submission):
+    if not can_grade_now(submission):
         flash("Grading was queued moments ago: the score will appear here shortly.", "info")
         return target
-    if _queue_grading(submission.id, times_queued=submission.times_queued):
+    if queue_grading(submission.id, times_queued=submission.times_queued) is None:
         flash("Grading queued: the score will appear here shortly.", "success")
     else:
         flash("The task queue still cannot be reached: grading stays delayed.", "warning")
