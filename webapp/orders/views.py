@@ -20,7 +20,7 @@ from taskcore import TaskApp
 
 from ..auth.access import audit, requires
 from ..db import db, utcnow
-from . import orders
+from . import changes, orders
 from .forms import FailingSenderForm, OrderForm, StatusForm
 from .models import (
     CHANNELS,
@@ -30,7 +30,7 @@ from .models import (
     Notification,
     Order,
 )
-from .notify import NotQueued, queue_sends, record_event, requeue
+from .notify import NotQueued, requeue
 from .senders import failing_channels, switch_failing
 
 PAGE_SIZE = 100
@@ -49,9 +49,8 @@ def _notification_badge(state: str) -> str:
 
 def _queue(ids: list[int]) -> None:
     """Publish the sends of just-committed notifications; say so if they must wait."""
-    try:
-        queue_sends(db.session, ids)
-    except NotQueued as exc:
+    exc = changes.send(db.session, ids)
+    if exc is not None:
         flash(
             f"Saved, but {exc.failed} notification(s) could not be queued ({exc.reason}). "
             "They stay queued and go out with the next re-drive (every 5 minutes), "
@@ -78,21 +77,14 @@ def create() -> Any:
     form = OrderForm()
     if not form.validate_on_submit():
         return _index(form, 400)
-    now = utcnow()
-    order = Order(
-        customer_name=form.customer_name.data.strip(),
+    order, ids = changes.create_order(
+        db.session,
+        customer_name=form.customer_name.data,
         phone=form.phone.data,
         email=form.email.data,
-        items=form.items.data.strip(),
+        items=form.items.data,
         amount=form.amount.data,
-        status="placed",
-        created_at=now,
-        updated_at=now,
     )
-    db.session.add(order)
-    db.session.flush()
-    ids = [n.id for n in record_event(db.session, order, "created")]
-    db.session.commit()
     flash(f"Order #{order.id} saved; confirmation queued by SMS and e-mail.", "success")
     _queue(ids)
     return redirect(url_for("orders.detail", order_id=order.id))
@@ -158,11 +150,7 @@ def change_status(order_id: int) -> Any:
         if not form.status.choices:
             form.status.errors = [f"Order #{order.id} is {order.status}: it does not change now."]
         return _detail(order, form, 400)
-    old = order.status
-    order.status = form.status.data
-    order.updated_at = utcnow()
-    ids = [n.id for n in record_event(db.session, order, "status")]
-    db.session.commit()
+    old, ids = changes.change_status(db.session, order, form.status.data)
     flash(f"Order #{order.id}: {old} → {order.status}; the customer is being told.", "success")
     _queue(ids)
     return redirect(url_for("orders.detail", order_id=order.id))

@@ -10,9 +10,7 @@ the result when done. Pages refresh themselves in place (``data-live``, console.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-import uuid
 from typing import Any
 
 import redis
@@ -21,18 +19,15 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from werkzeug.wrappers import Response
 
 from taskcore import TaskApp, TaskcoreError
-from taskcore.states import State
 
 from ..auth.access import current_identity, requires
-from ..db import db, utcnow
-from ..taskapp import HIGH, LOW
-from . import reports
+from ..db import db
+from . import actions, reports
 from . import search as searching
-from .filters import FIELDS, FilterError, describe, filter_hash, parse_filters, query_string
-from .jobs import aggregates_job_key, aggregates_key, read_json, search_key, send_once
-from .models import DONE, FAILED, QUEUED, Contract, ReportExport, upsert_export
+from .filters import FIELDS, FilterError, describe, parse_filters, query_string
+from .jobs import aggregates_job_key, aggregates_key, read_json
+from .models import DONE, FAILED, Contract, ReportExport
 from .settings import settings
-from .tasks import compute_aggregates, export_contracts, search_contracts
 
 ACTIONS = {
     "export_csv": "Export CSV",
@@ -40,8 +35,6 @@ ACTIONS = {
     "aggregates": "Compute aggregates",
     "search": "Search",
 }
-WAITING = {State.PENDING, State.RECEIVED, State.RETRY}
-BROKEN = {State.FAILURE, State.DEAD, State.REVOKED}
 RECENT_EXPORTS = 20
 
 
@@ -158,27 +151,8 @@ def _actor() -> str:
 
 
 def _start_export(fmt: str, filters: dict[str, Any]) -> Response:
-    export_id = uuid.uuid4().hex
-    handle, new = send_once(
-        export_contracts,
-        (export_id, fmt, filters),
-        kind=f"export-{fmt}",
-        filters=filters,
-        task_id=export_id,
-        priority=LOW,
-    )
+    export_id, new = actions.start_export(fmt, filters, _actor())
     if new:
-        values = {
-            "id": export_id,
-            "format": fmt,
-            "filters": filters,
-            "filter_hash": filter_hash(filters),
-            "status": QUEUED,
-            "created_by": _actor(),
-            "created_at": utcnow(),
-        }
-        upsert_export(db.session.connection(), values, ("created_by",))
-        db.session.commit()
         flash(f"Export of {describe(filters)} to {fmt.upper()} queued.", "success")
     else:
         flash(
@@ -186,86 +160,24 @@ def _start_export(fmt: str, filters: dict[str, Any]) -> Response:
             "(no second one was started).",
             "info",
         )
-    return redirect(url_for("reports.export_detail", export_id=handle.id))
+    return redirect(url_for("reports.export_detail", export_id=export_id))
 
 
 def _start_aggregates(filters: dict[str, Any]) -> Response:
-    app = task_app()
-    handle, new = send_once(
-        compute_aggregates,
-        (filters,),
-        kind="aggregates",
-        filters=filters,
-        task_id=uuid.uuid4().hex,
-        priority=LOW,
-    )
-    app.redis.set(aggregates_job_key(app, filters), handle.id, ex=settings().cache_ttl)
+    _, new = actions.start_aggregates(filters)
     if not new:
         flash("These aggregates are already being computed: following that job.", "info")
     return redirect(url_for("reports.aggregates_page", **query_string(filters)))
 
 
 def _start_search(filters: dict[str, Any]) -> Response:
-    app = task_app()
-    search_id = uuid.uuid4().hex
-    handle, new = send_once(
-        search_contracts,
-        (search_id, filters),
-        kind="search",
-        filters=filters,
-        task_id=search_id,
-        priority=HIGH,
-    )
-    if new:
-        pending = {"id": search_id, "filters": filters, "pending": True}
-        ttl = settings().search_ttl
-        app.redis.set(search_key(app, search_id), json.dumps(pending), ex=ttl, nx=True)
-    else:
+    search_id, new = actions.start_search(filters)
+    if not new:
         flash("The same search is already running: following it.", "info")
-    return redirect(url_for("reports.search_page", search_id=handle.id))
+    return redirect(url_for("reports.search_page", search_id=search_id))
 
 
 # -- following a job -----------------------------------------------------------------------
-
-
-def _queue_wait() -> dict[str, int] | None:
-    """The ``reports`` queue's backlog (ready messages, consumers), or None if unknown."""
-    try:
-        ready, consumers = current_app.extensions["taskcore_ops"].queue_depth("reports")
-    except Exception:  # an estimate only: the page shows the spinner anyway
-        return None
-    return {"ready": ready, "consumers": consumers}
-
-
-def _job(task_id: str) -> dict[str, Any]:
-    """What a page shows about a job: phase (waiting, running, done, failed) and details."""
-    status = task_app().status(task_id)
-    state = status.state
-    if state == State.SUCCESS:
-        phase = "done"
-    elif state in BROKEN:
-        phase = "failed"
-    elif state in WAITING:
-        phase = "waiting"
-    else:
-        phase = "running"
-    job: dict[str, Any] = {"id": task_id, "state": str(state), "phase": phase, "status": status}
-    progress = status.progress or {}
-    if progress:
-        total = progress.get("total")
-        current = progress.get("current") or 0
-        job["progress"] = {
-            "current": int(current),
-            "total": int(total) if total is not None else None,
-            "percent": int(100 * current / total) if total else None,
-            "message": progress.get("message", ""),
-        }
-    if phase == "waiting":
-        job["queue"] = _queue_wait()
-    if phase == "failed":
-        error = status.error or {}
-        job["error"] = error.get("message") or str(state)
-    return job
 
 
 @reports.get("/exports/<export_id>")
@@ -275,7 +187,7 @@ def export_detail(export_id: str) -> Any:
     export = db.session.get(ReportExport, export_id)
     if export is None:
         abort(404, description="No such export (exports are deleted after a while).")
-    job = _job(export_id)
+    job = actions.job_state(export_id)
     if export.status == DONE:
         job["phase"] = "done"
     elif export.status == FAILED:
@@ -299,17 +211,11 @@ def download_export(export_id: str) -> Any:
     path = settings().export_dir / export.file_name
     if not path.is_file():
         abort(404, description="This export's file was deleted: export again from /reports.")
-    mimetype = (
-        "text/csv"
-        if export.format == "csv"
-        else "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    )
-    stamp = (export.finished_at or export.created_at).strftime("%Y%m%d-%H%M%S")
     return send_file(
         path,
-        mimetype=mimetype,
+        mimetype=actions.MIMETYPES[export.format],
         as_attachment=True,
-        download_name=f"contracts-{stamp}-{export.id[:8]}.{export.format}",
+        download_name=actions.download_name(export),
     )
 
 
@@ -325,7 +231,7 @@ def aggregates_page() -> Any:
     app = task_app()
     cached = read_json(app, aggregates_key(app, filters))
     job_id = app.redis.get(aggregates_job_key(app, filters))
-    job = _job(job_id.decode()) if job_id else None
+    job = actions.job_state(job_id.decode()) if job_id else None
     busy = job is not None and job["phase"] in ("waiting", "running")
     return render_template(
         "reports/aggregates.html",
@@ -356,7 +262,7 @@ def search_page(search_id: str) -> Any:
     rows: list[Any] = []
     pages = 0
     if found.get("pending"):
-        job = _job(search_id)
+        job = actions.job_state(search_id)
     else:
         pages = max(1, -(-found["stored"] // searching.PAGE_SIZE))
         page = min(page, pages)
