@@ -26,6 +26,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SYSTEMS = ("taskcore", "celery", "dramatiq")
 PY = sys.executable
 
@@ -71,6 +72,25 @@ def _enqueue(system: str, mode: str, n: int) -> float:
             for _ in range(n):
                 task.send()
     return n / (time.perf_counter() - started)
+
+
+def _declare_recorder_queue() -> None:
+    """Declare the recorder's queue, so that the workers' events are kept for it."""
+    import asyncio
+
+    from scripts.bench_apps.taskcore_app import app
+    from taskcore.broker import connect
+
+    async def declare() -> None:
+        connection = await connect(app.settings)
+        try:
+            channel = await connection.channel()
+            await app.topology.declare_base(channel)
+            await app.topology.declare_recorder_queue(channel)
+        finally:
+            await connection.close()
+
+    asyncio.run(declare())
 
 
 def _probes(system: str, n: int, rate: float) -> None:
@@ -236,6 +256,72 @@ def measure_latency(system: str, n: int, rate: float) -> dict[str, float]:
         }
 
 
+def measure_recorder(n: int) -> dict[str, float]:
+    """Events/s one worker produces while draining n tasks, and events/s the recorder then
+    writes them into PostgreSQL (its own schema), starting from a full queue."""
+    import sqlalchemy as sa
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg2://", 1))
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    from taskcore.history import create_schema
+
+    create_schema(engine)  # before the clock starts, as `taskcore init-db` would
+    try:
+        with Run("taskcore", confirm=False) as run:
+            run.env["DATABASE_URL"] = url
+            run.child("_declare_recorder_queue")
+            run.child("_enqueue", "taskcore", "batch", str(n))
+            run.start_worker()
+            first = run.wait_count(1)
+            last = run.wait_count(n)
+            drain_s = last - first
+            started = time.perf_counter()
+            recorder = subprocess.Popen(
+                [PY, "-m", "workers", "--loglevel", "warning", "recorder", "-A",
+                 "scripts.bench_apps.taskcore_app:app"],
+                env=run.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                written, first_at, last_at = _wait_until_still(
+                    engine, "SELECT count(*) FROM task_events"
+                )
+            finally:
+                recorder.kill()
+                recorder.wait()
+        return {  # the recorder's rate from its first write to its last (start-up apart)
+            "produced_per_s": written * (n - 1) / n / drain_s,
+            "written_per_s": written / (last_at - first_at),
+            "recorder_startup_s": first_at - started,
+        }
+    finally:
+        engine.dispose()
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def _wait_until_still(engine: Any, sql: str, quiet: float = 3.0) -> tuple[int, float, float]:
+    """Poll a count until it has not changed for ``quiet`` seconds: the count, when it
+    first was above zero and when it last grew."""
+    import sqlalchemy as sa
+
+    seen, first_at, changed_at = 0, 0.0, time.perf_counter()
+    while True:
+        with engine.connect() as connection:
+            count = connection.execute(sa.text(sql)).scalar() or 0
+        now = time.perf_counter()
+        if count != seen:
+            first_at = first_at or now
+            seen, changed_at = count, now
+        elif count > 0 and now - changed_at > quiet:
+            return seen, first_at, changed_at
+        time.sleep(0.02)
+
+
 def median_of(runs: int, fn: Any, *args: Any) -> Any:
     results = [fn(*args) for _ in range(runs)]
     if isinstance(results[0], dict):
@@ -281,12 +367,30 @@ def main() -> None:
                        ("max_ms", "latency max at 200/s")):  # fmt: skip
         row(label, "ms", {s: latency[s][key] for s in SYSTEMS}, False)
     row("worker RSS after drain", "MB", {s: d["rss_mb"] for s, d in drains.items()}, False)
+    recording = median_of(runs, measure_recorder, n_drain)
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " + (
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
     )
     print()
     print(render(rows, machine, runs, markdown=options.markdown))
+    print()
+    print(render_recorder(recording, markdown=options.markdown))
+
+
+def render_recorder(recording: dict[str, float], markdown: bool) -> str:
+    """The recorder against the worker it records (taskcore only: the peers have none)."""
+    ratio = recording["written_per_s"] / recording["produced_per_s"]
+    lines = [
+        ("events one worker produces at full drain", f"{recording['produced_per_s']:,.0f}/s"),
+        ("events the recorder writes to PostgreSQL", f"{recording['written_per_s']:,.0f}/s"),
+        ("recorder vs worker (target >= 3x)", f"{ratio:.2f}x"),
+        ("recorder start-up to first write", f"{recording['recorder_startup_s']:.2f} s"),
+    ]
+    if markdown:
+        rows = [f"| {name} | {value} |" for name, value in lines]
+        return "\n".join(["| history recorder | |", "|---|---|", *rows])
+    return "\n".join(f"{a:<45} {b}" for a, b in lines)
 
 
 def render(rows: list[Any], machine: str, runs: int, markdown: bool) -> str:
@@ -312,6 +416,8 @@ def render(rows: list[Any], machine: str, runs: int, markdown: bool) -> str:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_enqueue":
         print(_enqueue(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_declare_recorder_queue":
+        _declare_recorder_queue()
     elif len(sys.argv) > 1 and sys.argv[1] == "_probes":
         _probes(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     else:
