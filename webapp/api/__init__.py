@@ -1,7 +1,10 @@
 """The JSON API at ``/api/v1``: tasks, history, queues, dead letters, workers, schedules,
-rate limits and performance, behind bearer tokens (or a signed-in session).
+rate limits and performance, and the product's four workloads (quizzes, documents, orders,
+reports), behind bearer tokens (or a signed-in session).
 
-Views call only ``taskcore.operations.Operations`` and the ``TaskApp``; marshmallow
+Operations views call only ``taskcore.operations.Operations`` and the ``TaskApp``; the
+workload views (``views_quizzes.py`` ...) call the same plain functions as the workloads'
+pages (``webapp.quizzes.submit``, ``webapp.documents.uploads``, ...). marshmallow
 schemas (``schemas.py``) check every request and shape every answer, and the OpenAPI
 document at ``/api/v1/openapi.json`` is generated from them.
 """
@@ -19,7 +22,14 @@ api = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 
 @api.before_request
 def _limit_body_size() -> None:
-    """Bodies over ``API_MAX_CONTENT_LENGTH`` (1 MiB by default) get a 413."""
+    """Bodies over ``API_MAX_CONTENT_LENGTH`` (1 MiB by default) get a 413; an upload
+    endpoint may set a limit of its own (``endpoint(max_body=...)``)."""
+    described = getattr(
+        current_app.view_functions.get(request.endpoint or ""), "api_endpoint", None
+    )
+    if described is not None and described.max_body is not None:
+        request.max_content_length = described.max_body()
+        return
     request.max_content_length = current_app.config.get(
         "API_MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH
     )
@@ -29,6 +39,16 @@ register_error_handlers(api)
 # endpoint() checks CSRF itself, after sign-in, for calls made with the session cookie.
 csrf.exempt(api)
 
-from . import openapi, views_history, views_queues, views_system, views_tasks  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    openapi,
+    views_documents,
+    views_history,
+    views_orders,
+    views_queues,
+    views_quizzes,
+    views_reports,
+    views_system,
+    views_tasks,
+)
 
 __all__ = ["api"]

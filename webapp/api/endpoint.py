@@ -37,10 +37,20 @@ _JSON_KINDS |= {bool: "true or false", type(None): "null"}
 class BadRequest(Exception):
     """A request the API refuses with 400: ``message`` and per-field ``fields``."""
 
+    status = 400
+
     def __init__(self, message: str, fields: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.fields = fields
+
+
+class Refused(BadRequest):
+    """A well-formed request refused with another 4xx (415, 422, 507...)."""
+
+    def __init__(self, status: int, message: str, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(message, fields)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,14 @@ class Endpoint:
     errors: tuple[int, ...]
     description: str = ""
     path_patterns: dict[str, str] = field(default_factory=dict)
+    #: A multipart/form-data body (an upload) the view reads itself; for the document.
+    form: Schema | None = None
+    #: Content types of a binary answer (a file) instead of JSON.
+    produces: tuple[str, ...] = ()
+    #: The body size limit of this view, in bytes, if not ``API_MAX_CONTENT_LENGTH``,
+    #: and what a 413 then says.
+    max_body: Callable[[], int] | None = None
+    too_large: Callable[[], str] | None = None
 
 
 def endpoint(
@@ -72,11 +90,17 @@ def endpoint(
     status: int = 200,
     errors: tuple[int, ...] = (),
     path_patterns: dict[str, str] | None = None,
+    form: type[Schema] | None = None,
+    produces: tuple[str, ...] = (),
+    max_body: Callable[[], int] | None = None,
+    too_large: Callable[[], str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     """Describe a view and let it receive ``query=`` and ``body=`` already validated.
 
     ``role`` None means no sign-in needed. The view returns the data of a ``status``
-    answer (dumped with ``response``) or a Response of its own.
+    answer (dumped with ``response``) or a Response of its own. ``form`` describes a
+    multipart upload the view reads from ``request.files`` itself (with ``max_body`` as
+    its size limit); ``produces`` the content types of a file the view sends.
     """
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Response]:
@@ -92,6 +116,10 @@ def endpoint(
             errors=errors,
             description=(view.__doc__ or "").strip(),
             path_patterns=dict(path_patterns or {}),
+            form=form() if form else None,
+            produces=produces,
+            max_body=max_body,
+            too_large=too_large,
         )
 
         @functools.wraps(view)

@@ -41,7 +41,7 @@ def register_error_handlers(api: Blueprint) -> None:
 
 
 def _bad_request(exc: BadRequest) -> Response:
-    return error_reply(400, exc.message, exc.fields)
+    return error_reply(exc.status, exc.message, exc.fields)
 
 
 def _broker_down(exc: PublishError) -> Response:
@@ -65,8 +65,12 @@ def _taskcore_error(exc: TaskcoreError) -> Response:
 
 
 def _too_large(exc: RequestEntityTooLarge) -> Response:
-    from flask import request
+    from flask import current_app, request
 
+    view = current_app.view_functions.get(request.endpoint or "")
+    described = getattr(view, "api_endpoint", None)
+    if described is not None and described.too_large is not None:
+        return error_reply(413, described.too_large())
     limit = request.max_content_length
     return error_reply(413, f"the request body is larger than the limit of {limit} bytes")
 

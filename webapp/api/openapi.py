@@ -25,12 +25,15 @@ VERSION = "1"
 OPENAPI_VERSION = "3.0.3"
 ERRORS = {
     400: "The request is malformed or invalid (fields say which).",
-    401: "No valid bearer token (or session) was sent.",
+    401: "No valid bearer token (or session) was sent; or a token called what needs a person.",
     403: "The token's role may not do this (operator needed).",
-    404: "No such task, queue or schedule.",
-    409: "This cannot work with how the system is set up.",
+    404: "No such task, queue, schedule, or workload item visible to the caller.",
+    409: "This cannot work with how the system (or the item) is now.",
     413: "The request body is over the size limit.",
-    503: "The broker, Redis or the history database cannot be reached.",
+    415: "The uploaded file is not of a type that is accepted.",
+    422: "The request is well formed but its content is refused (fields say why).",
+    503: "The broker, Redis or the database cannot be reached.",
+    507: "There is no room left to store the upload.",
 }
 _PARAMETER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _CACHE_KEY = "webapp.api.openapi"
@@ -52,7 +55,8 @@ def _build(app: Flask) -> dict[str, Any]:
         plugins=[MarshmallowPlugin()],
         info={
             "description": "Queue tasks and operate taskcore: history, queues, dead letters, "
-            "workers, schedules, rate limits. Send 'Authorization: Bearer <token>' "
+            "workers, schedules, rate limits; and use the workloads: quizzes, documents, "
+            "orders, reports. Send 'Authorization: Bearer <token>' "
             "(flask --app webapp token create NAME --role viewer|operator). Viewers read; "
             'operators act. Every error is {"error": {"message": ..., "fields": {...}}}.'
         },
@@ -101,7 +105,10 @@ def _register_extras(spec: APISpec, described: list[Endpoint]) -> None:
 
 def _operation(described: Endpoint, name: str, arguments: list[str]) -> dict[str, Any]:
     answer: dict[str, Any] = {"description": described.summary}
-    if described.response is not None:
+    if described.produces:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        answer["content"] = {kind: binary for kind in described.produces}
+    elif described.response is not None:
         answer["content"] = {"application/json": {"schema": described.response}}
     operation: dict[str, Any] = {
         "operationId": name,
@@ -128,10 +135,15 @@ def _operation(described: Endpoint, name: str, arguments: list[str]) -> dict[str
             "required": described.body_required,
             "content": {"application/json": {"schema": described.body}},
         }
+    if described.form is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": described.form}},
+        }
     errors = set(described.errors)
-    if parameters or described.body is not None:
+    if parameters or described.body is not None or described.form is not None:
         errors.add(400)
-    if described.body is not None:
+    if described.body is not None or described.form is not None:
         errors.add(413)
     if described.role is None:
         operation["security"] = []

@@ -22,7 +22,7 @@ from taskcore import PublishError
 
 from ..db import db, utcnow
 from .grading import missing
-from .models import PENDING, STARTED, Answer, Quiz, Submission
+from .models import GRADED, PENDING, STARTED, Answer, Quiz, QuizStatistics, Submission
 from .tasks import record_queued, send_grading
 
 log = logging.getLogger(__name__)
@@ -129,3 +129,18 @@ def state(submission: Submission) -> str:
     if submission.status == PENDING:
         return "pending" if submission.queued_at is not None else "delayed"
     return submission.status
+
+
+def graded_since(quiz: Quiz, stats: QuizStatistics | None) -> int:
+    """How many submissions of ``quiz`` were graded after its statistics were computed."""
+    if stats is None:
+        return 0
+    return db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Submission)
+        .where(
+            Submission.quiz_id == quiz.id,
+            Submission.status == GRADED,
+            Submission.graded_at > stats.computed_at,
+        )
+    )

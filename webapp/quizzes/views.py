@@ -25,6 +25,7 @@ from .submit import (
     can_grade_now,
     check_answers,
     find_attempt,
+    graded_since,
     open_attempt,
     queue_grading,
     state,
@@ -219,17 +220,6 @@ def statistics(slug: str) -> Any:
     """The latest statistics of a quiz and how fresh they are."""
     quiz = _quiz_or_404(slug)
     stats = db.session.get(QuizStatistics, quiz.id)
-    graded_since = 0
-    if stats is not None:
-        graded_since = db.session.scalar(
-            sa.select(sa.func.count())
-            .select_from(Submission)
-            .where(
-                Submission.quiz_id == quiz.id,
-                Submission.status == GRADED,
-                Submission.graded_at > stats.computed_at,
-            )
-        )
     data = stats.data if stats is not None else None
     questions = {q.id: q for q in quiz.questions}
     hardest = [] if data is None else [questions[i] for i in data["hardest"] if i in questions]
@@ -241,7 +231,7 @@ def statistics(slug: str) -> Any:
         data=data,
         hardest=hardest,
         shares=shares,
-        graded_since=graded_since,
+        graded_since=graded_since(quiz, stats),
         bucket_labels=BUCKET_LABELS,
         now=utcnow(),
     )
