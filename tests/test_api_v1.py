@@ -634,11 +634,19 @@ def test_the_api_answers_as_its_document_says(
             "auth": {"openapi": {"bearer": {"bearer": token}}},
             # A well-formed but unknown history cursor is rightly refused: the document
             # cannot say which opaque strings are cursors.
+            # Likewise an upload's content (a .txt, .md or real PDF file: 415 otherwise)
+            # and a report filter's date range in order (422 otherwise).
             "operations": [
                 {
-                    "include-path": "/api/v1/history",
+                    "include-path": path,
                     "checks": {"positive_data_acceptance": {"enabled": False}},
                 }
+                for path in (
+                    "/api/v1/history",
+                    "/api/v1/documents",
+                    "/api/v1/reports/exports",
+                    "/api/v1/reports/searches",
+                )
             ],
         }
     )

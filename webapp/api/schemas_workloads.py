@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from ..orders.models import NOTIFICATION_STATES, STATUSES
 from ..reports.models import FORMATS
@@ -24,15 +24,19 @@ UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 JOB_ID = r"^[0-9a-f]{32}$"
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 NO_NUL = "must not contain NUL characters"
+#: White space as Python sees it (``str.isspace``, ``str.split``), spelled out: a pattern's
+#: ``\s`` means less in JSON Schema (ECMA 262) than in the checks it stands for.
+_WS = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+WS, NOT_WS = f"[{_WS}]", rf"[^{_WS}\x00]"
 #: Text with something in it besides white space, and no NUL.
-FILLED = r"^[^\x00]*[^\s\x00][^\x00]*$"
+FILLED = rf"^[^\x00]*{NOT_WS}[^\x00]*$"
 #: A filter's search text: empty, or at least two characters that are not white space.
-SEARCH_TEXT = r"^\s*(?:[^\s\x00]\s*[^\s\x00][^\x00]*)?$"
+SEARCH_TEXT = rf"^{WS}*(?:{NOT_WS}{WS}*{NOT_WS}[^\x00]*)?$"
 DATE = rf"^{_YEAR}-{_MONTH_DAY}$"
 #: As the order form checks them (``webapp.orders.forms``): 8 to 15 digits, + ( ) - . / and
 #: spaces; one @, no spaces, a dot in the domain.
 PHONE = r"^\+?[ ()./-]*(?:[0-9][ ()./-]*){8,15}$"
-EMAIL = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s.\x00]{2,}$"
+EMAIL = rf"^[^@{_WS}\x00]+@[^@{_WS}\x00]+\.[^@.{_WS}\x00]{{2,}}$"
 
 
 def _text(max_length: int, pattern: str = TEXT_PATTERN, error: str = NO_NUL, **kw: Any) -> Any:
@@ -77,7 +81,7 @@ class SubmitAnswersSchema(Schema):
     """Body of ``POST /quizzes/<slug>/submissions``."""
 
     answers = fields.Dict(
-        keys=fields.String(validate=FullMatch(INTEGER_ID, error="a question id")),
+        keys=fields.String(),
         values=_text(10_000),
         required=True,
         metadata={"description": "question id -> answer (a choice's text, or a short answer)"},
@@ -219,6 +223,18 @@ class Money(fields.Decimal):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class AmountRange(validate.Validator):
+    """0.01 to 99,999,999.99, compared as decimals (the document gives the bounds as
+    numbers, which ``validate.Range`` over Decimals would write as strings)."""
+
+    error = "The amount must be between 0.01 and 99,999,999.99."
+
+    def __call__(self, value: Decimal) -> Decimal:
+        if not Decimal("0.01") <= value <= Decimal("99999999.99"):
+            raise ValidationError(self.error)
+        return value
+
+
 class OrderBodySchema(Schema):
     """Body of ``POST /orders``: the order form's fields."""
 
@@ -234,8 +250,8 @@ class OrderBodySchema(Schema):
     amount = Money(
         places=2,
         required=True,
-        validate=validate.Range(min=Decimal("0.01"), max=Decimal("99999999.99")),
-        metadata={"example": 19.9},
+        validate=AmountRange(),
+        metadata={"minimum": 0.01, "maximum": 99999999.99, "example": 19.9},
     )
 
 

@@ -132,9 +132,9 @@ def submit_quiz(slug: str, body: dict[str, Any]) -> Any:
         if attempt.status == PENDING and attempt.queued_at is None:  # broker was down
             return _queue(attempt, quiz, attempt.times_queued)
         return _ref(attempt, quiz)
-    answers: dict[int, str] = {int(key): value.strip() for key, value in body["answers"].items()}
-    known = {q.id for q in quiz.questions}
-    errors = {str(qid): ["Not a question of this quiz."] for qid in answers if qid not in known}
+    known = {str(q.id): q.id for q in quiz.questions}
+    answers = {known[k]: v.strip() for k, v in body["answers"].items() if k in known}
+    errors = {k: ["Not a question of this quiz."] for k in body["answers"] if k not in known}
     errors |= {str(qid): [text] for qid, text in submitting.check_answers(quiz, answers).items()}
     if errors:
         count = len(errors)
