@@ -32,7 +32,7 @@ JOB_PORTS = {
 }
 JOB_HOSTS = {
     "taskcore-web": {"web"},
-    "taskcore-worker": {"worker-default", "worker-notifications"},
+    "taskcore-worker": {"worker-default", "worker-notifications", "worker-files"},
     "taskcore-beat": {"beat-1", "beat-2"},
     "taskcore-recorder": {"recorder"},
 }

@@ -582,10 +582,13 @@ def test_schedules(app: Flask, operator: Api, viewer: Api, probe: Probe) -> None
 
 
 def test_rate_limits(app: Flask, operator: Api, viewer: Api) -> None:
-    assert viewer.get("/rate-limits").get_json() == {"limits": {}}
+    declared = {"queue:sms": "10/m", "queue:email": "30/m"}  # webapp/taskapp.py QUEUES
+    assert viewer.get("/rate-limits").get_json() == {"limits": declared}
     changed = operator.put("/rate-limits/webapp.tasks.add", json={"rate": "10/m"})
     assert changed.get_json() == {"name": "webapp.tasks.add", "rate": "10/m"}
-    assert viewer.get("/rate-limits").get_json() == {"limits": {"webapp.tasks.add": "10/m"}}
+    assert viewer.get("/rate-limits").get_json() == {
+        "limits": {**declared, "webapp.tasks.add": "10/m"}
+    }
     bad = operator.put("/rate-limits/webapp.tasks.add", json={"rate": "fast"})
     assert bad.status_code == 400 and "invalid rate limit" in error_of(bad)["fields"]["rate"][0]
     assert operator.put("/rate-limits/webapp.tasks.add", json={}).status_code == 400
