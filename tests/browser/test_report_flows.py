@@ -21,7 +21,6 @@ from .test_login import sign_in
 
 pytest_plugins = ["tests.webapp_fixtures"]
 
-SCREENSHOT = Path(__file__).resolve().parents[2] / "webapp/static/screenshots/reports-export.png"
 FILTERS = {"agency": "Department of Transport", "date_from": "2021-01-01", "text": "services"}
 
 
@@ -89,8 +88,7 @@ def test_export_progress_to_download_without_a_reload(
     expect(status).to_have_attribute("data-phase", "done", timeout=20_000)
     expect(status).to_contain_text(f"{expected:,} rows")
     assert page.url == export_url and loads == [], "the page updated itself without reloading"
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "reports-export.png"), full_page=True)
 
     with page.expect_download() as info:
         page.get_by_role("link", name="Download XLSX").click()
