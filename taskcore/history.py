@@ -232,8 +232,13 @@ def _write_postgresql(
         data = json.dumps(row["data"], default=str)
         writer.writerow([row["task_id"], row["state"], row["worker"], row["at"].isoformat(), data])
     buffer.seek(0)
-    cursor.copy_expert(_COPY_EVENTS, buffer)
-    cursor.execute(_UPSERT_RUNS, (json.dumps(runs, default=_json_time),))
+    statement = _COPY_EVENTS
+    try:
+        cursor.copy_expert(statement, buffer)
+        statement = _UPSERT_RUNS
+        cursor.execute(statement, (json.dumps(runs, default=_json_time),))
+    except connection.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it
+        raise sa.exc.DBAPIError(statement, None, exc) from exc
 
 
 def _json_time(value: Any) -> Any:
