@@ -135,7 +135,7 @@ def worker(
 
 @cli.command()
 @APP_OPTION
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--flush-interval",
     default=1.0,
