@@ -123,9 +123,22 @@ def read_events(body: bytes) -> list[dict[str, Any]]:
         log.warning("dropping events that are not JSON (%s): %r", exc, body[:200])
         return []
     events = payload if isinstance(payload, list) else [payload]
+    if b"\\u0000" in body:  # PostgreSQL text cannot hold NUL: it is written as \x00
+        events = _without_nul(events)
     good = [e for e in events if isinstance(e, dict) and "task_id" in e and "state" in e]
     if len(good) < len(events):
         log.warning(
             "dropping %d item(s) that are not task events: %r", len(events) - len(good), body[:200]
         )
     return good
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with every NUL character in its strings (keys too) spelled ``\\x00``."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value

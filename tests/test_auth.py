@@ -444,3 +444,20 @@ def test_testing_apps_get_a_random_secret_key(database_url: str) -> None:
     finally:
         close_web_app(first)
         close_web_app(second)
+
+
+def test_text_with_a_nul_character_is_refused_before_any_view(
+    web_app: Flask, web_client: FlaskClient, create_user: Callable[..., User]
+) -> None:
+    # PostgreSQL text cannot hold NUL: an order form with one used to end as a 500.
+    create_user("ada", "operator")
+    log_in(web_client, "ada")
+    token = csrf_token_from(web_client.get("/orders").get_data(as_text=True))
+    form = {"customer_name": "A\x00B", "phone": "+447700900123", "email": "a@example.com",
+            "items": "one book", "amount": "10", "csrf_token": token}  # fmt: skip
+    page = web_client.post("/orders", data=form)
+    assert page.status_code == 400 and "NUL character" in page.get_data(as_text=True)
+    assert "<nav" in page.get_data(as_text=True)  # the console's error page, not a bare one
+    assert web_client.get("/reports?text=a%00b").status_code == 400
+    with web_app.app_context():
+        assert db.session.execute(sa.text("SELECT count(*) FROM orders")).scalar() == 0

@@ -194,3 +194,25 @@ def test_write_events_keeps_the_newest_state_and_every_event(
     ]
     data = events[1].data if isinstance(events[1].data, dict) else json.loads(events[1].data)
     assert data["args"] == awkward
+
+
+def test_a_nul_character_in_a_task_argument_does_not_poison_the_history(
+    database_url: str,
+) -> None:
+    # PostgreSQL text cannot hold NUL: a batch with one would be refused for ever.
+    from taskcore.history import create_schema, write_events
+    from taskcore.recorder import read_events
+
+    engine = make_engine(database_url)
+    create_schema(engine)
+    body = json.dumps(
+        [{"task_id": "t-nul", "state": "FAILURE", "at": 1.0, "args": "('a\x00b',)",
+          "error": {"type": "ValueError", "message": "bad \x00 byte", "traceback": ""}}]
+    ).encode()  # fmt: skip
+    try:
+        write_events(engine, read_events(body))
+        with engine.connect() as connection:
+            run = connection.execute(sa.text("SELECT * FROM task_runs")).one()
+    finally:
+        engine.dispose()
+    assert (run.args, run.error_message) == ("('a\\x00b',)", "bad \\x00 byte")

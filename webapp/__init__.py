@@ -11,7 +11,13 @@ from taskcore.operations import Operations
 
 from .db import default_database_url, init_db
 from .metrics import init_metrics
-from .security import add_security_headers, check_secret_key, configure_cookies, init_csrf
+from .security import (
+    add_security_headers,
+    check_secret_key,
+    configure_cookies,
+    init_csrf,
+    reject_nul_characters,
+)
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -61,6 +67,7 @@ def _init_console(app: Flask) -> None:
     register_error_handlers(app)
     init_layout(app)
     app.after_request(add_security_headers)
+    app.before_request(reject_nul_characters)
     app.register_blueprint(auth)
     from .console import console
 

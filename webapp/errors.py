@@ -64,10 +64,10 @@ def _csrf_error(exc: CSRFError) -> Response:
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Answer 403, 404, 405 and CSRF failures app-wide in the shape the client wants.
+    """Answer 400, 403, 404, 405 and CSRF failures app-wide in the shape the client wants.
 
     A blueprint may register its own handlers; Flask prefers those for its routes.
     """
-    for status in (403, 404, 405):
+    for status in (400, 403, 404, 405):
         app.register_error_handler(status, _http_error)
     app.register_error_handler(CSRFError, _csrf_error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from flask import Flask, Response
+from flask import Flask, Response, abort, request
 from flask_wtf.csrf import CSRFProtect
 
 from .auth.access import bearer_header_present
@@ -96,3 +96,23 @@ def add_security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
+
+
+NUL_MESSAGE = (
+    "The request contains a NUL character (\\x00), which text cannot hold here: remove it."
+)
+
+
+def reject_nul_characters() -> None:
+    """Refuse (400) a query string or form holding a NUL character.
+
+    PostgreSQL text cannot store NUL, so such input would otherwise fail deep inside a
+    view as a 500. Bodies a view reads under its own size limit (JSON for the API,
+    multipart uploads) are left to the view: reading them here would bypass that limit.
+    The API's schemas refuse NUL in the fields they store.
+    """
+    values = [v for _, vs in request.args.lists() for v in vs]
+    if request.mimetype == "application/x-www-form-urlencoded":
+        values += [v for _, vs in request.form.lists() for v in vs]
+    if any("\x00" in value for value in values):
+        abort(400, description=NUL_MESSAGE)
