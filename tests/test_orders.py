@@ -383,10 +383,15 @@ def test_sends_keep_to_a_rate_limit_changed_at_run_time(
     ops = console_app.extensions["taskcore_ops"]
     assert ops.rate_limits()["queue:sms"] == "5/s"
     start_webapp_worker("sms", "email", options=("--concurrency", "8"))
+    # A worker's first send of each kind opens its database connection, which can take
+    # longer than a slot and bunch its send time with the next ones': warm up first.
+    make_orders(console_app, 1)
+    wait_until(lambda: len(outbox(engine)) == 2, timeout=30, what="the warm-up sends")
+    warm = {m.id for m in outbox(engine)}
     make_orders(console_app, 12)
-    wait_until(lambda: len(outbox(engine)) == 24, timeout=30, what="24 sends")
-    sms = [m.sent_at.timestamp() for m in outbox(engine, "sms")]
-    email = [m.sent_at.timestamp() for m in outbox(engine, "email")]
+    wait_until(lambda: len(outbox(engine)) == 26, timeout=30, what="24 sends")
+    sms = [m.sent_at.timestamp() for m in outbox(engine, "sms") if m.id not in warm]
+    email = [m.sent_at.timestamp() for m in outbox(engine, "email") if m.id not in warm]
     # In any window of w seconds at most rate x w + 1 starts (GCRA, burst 1); the send
     # is written a few milliseconds after the start, hence the small slack on the window.
     assert most_in_any_window(sms, 0.95) <= 5 + 1
