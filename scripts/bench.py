@@ -2,7 +2,9 @@
 
 Every system runs the same task body (one Redis INCR) in its own vhost. Each
 measurement runs in a fresh process and is repeated; the table shows medians
-and each taskcore figure as a ratio to the best peer. Usage:
+and each taskcore figure as a ratio to the best peer, then two small tables:
+taskcore's single confirmed caller against the broker's floor (a bare aiormq
+loop), and the history recorder against the worker it records. Usage:
 
     python scripts/bench.py [--runs 3] [--quick] [--markdown]
 """
@@ -15,8 +17,11 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -35,43 +40,108 @@ PY = sys.executable
 
 
 def _enqueue(system: str, mode: str, n: int) -> float:
-    """Send n tasks; returns tasks/s. mode: confirmed, batch, unconfirmed."""
+    """Send n tasks; returns tasks/s. mode: confirmed, batch, unconfirmed (one caller), or
+    threads8 (confirmed, 8 threads of one process each calling delay() n/8 times at once)."""
     if system == "taskcore":
         from scripts.bench_apps.taskcore_app import incr_task as task
 
-        task.delay()  # connect and declare outside the timing
-        started = time.perf_counter()
-        if mode == "batch":
+        send = task.delay
+
+        def batch() -> None:
             task.map([() for _ in range(n)])
-        else:
-            for _ in range(n):
-                task.delay()
-        task.app.flush()  # unconfirmed: until every message was handed to the socket
+
+        finish = task.app.flush  # unconfirmed: until every message was handed to the socket
     elif system == "celery":
         from celery import group
 
         from scripts.bench_apps.celery_app import incr_task as task
 
-        task.delay()
-        started = time.perf_counter()
-        if mode == "batch":
+        send = task.delay
+
+        def batch() -> None:
             group(task.s() for _ in range(n)).apply_async()
-        else:
-            for _ in range(n):
-                task.delay()
+
+        def finish() -> None:
+            pass
     else:
         import dramatiq
 
         from scripts.bench_apps.dramatiq_app import incr_task as task
 
-        task.send()
-        started = time.perf_counter()
-        if mode == "batch":
+        send = task.send
+
+        def batch() -> None:
             dramatiq.group(task.message() for _ in range(n)).run()
-        else:
-            for _ in range(n):
-                task.send()
+
+        def finish() -> None:
+            pass
+
+    send()  # connect and declare outside the timing
+    if mode == "threads8":
+        return n / _in_threads(send, n, 8)
+    started = time.perf_counter()
+    if mode == "batch":
+        batch()
+    else:
+        for _ in range(n):
+            send()
+    finish()
     return n / (time.perf_counter() - started)
+
+
+def _in_threads(send: Callable[[], object], n: int, threads: int) -> float:
+    """Seconds until ``threads`` threads, started together, have each called send() n/threads
+    times. Each first sends one untimed task (Dramatiq opens a connection per thread)."""
+    start = threading.Barrier(threads + 1, timeout=60)
+
+    def caller() -> None:
+        send()
+        start.wait()
+        for _ in range(n // threads):
+            send()
+
+    with ThreadPoolExecutor(threads) as pool:
+        callers = [pool.submit(caller) for _ in range(threads)]
+        start.wait()
+        started = time.perf_counter()
+        for done in callers:
+            done.result()
+        return time.perf_counter() - started
+
+
+def _floor(n: int) -> float:
+    """The broker's floor for one confirmed caller: a bare aiormq loop (no framework) that
+    publishes n persistent messages one at a time to a classic v2 queue and waits for each
+    confirm (not for aiormq's socket drain, as taskcore); returns messages/s."""
+    import asyncio
+
+    import aiormq
+    from pamqp.commands import Basic
+
+    from taskcore.topology import CLASSIC_V2
+
+    async def publish() -> float:
+        connection = await aiormq.connect(os.environ["BENCH_BROKER_URL"])
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.queue_declare("bench", durable=True, arguments=CLASSIC_V2)
+            body = b'{"args": [], "kwargs": {}}'  # taskcore's body for incr_task.delay()
+            properties = Basic.Properties(content_type="application/json", delivery_mode=2)
+
+            async def publish_one() -> None:
+                await channel.basic_publish(
+                    body, routing_key="bench", properties=properties, wait=False
+                )
+
+            await publish_one()  # untimed, as the first delay() of the other rows
+            started = time.perf_counter()
+            for _ in range(n):
+                await publish_one()
+            return n / (time.perf_counter() - started)
+        finally:
+            await connection.close()
+
+    return asyncio.run(publish())
 
 
 def _declare_recorder_queue() -> None:
@@ -178,15 +248,23 @@ class Run:
             raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
         return done.stdout
 
-    def start_worker(self, results: bool = True) -> float:
+    def start_worker(self, processes: int = 1) -> float:
+        """One worker process with 8 slots (Celery: threads), or ``processes`` of them (Celery:
+        prefork, one task at a time per process); returns when it was spawned."""
+        pool = (
+            ["-P", "threads", "-c", "8"]
+            if processes == 1
+            else ["-P", "prefork", "-c", str(processes)]
+        )
         commands = {
             "taskcore": [PY, "-m", "workers", "--loglevel", "warning", "worker", "-A",
-                         "scripts.bench_apps.taskcore_app:app", "-Q", "bench", "-c", "8"],
+                         "scripts.bench_apps.taskcore_app:app", "-Q", "bench", "-c", "8",
+                         "--processes", str(processes)],
             "celery": [PY, "-m", "celery", "-A", "scripts.bench_apps.celery_app", "worker",
-                       "-P", "threads", "-c", "8", "-Q", "bench", "--loglevel", "warning",
+                       *pool, "-Q", "bench", "--loglevel", "warning",
                        "--without-gossip", "--without-mingle", "--without-heartbeat"],
             "dramatiq": [PY, "-m", "dramatiq", "scripts.bench_apps.dramatiq_app",
-                         "--processes", "1", "--threads", "8", "--queues", "bench"],
+                         "--processes", str(processes), "--threads", "8", "--queues", "bench"],
         }  # fmt: skip
         started = time.perf_counter()
         self.worker = subprocess.Popen(
@@ -225,12 +303,17 @@ def measure_enqueue(system: str, mode: str, n: int) -> float:
         return float(run.child("_enqueue", system, mode, str(n)))
 
 
-def measure_drain(system: str, n: int, results: bool) -> dict[str, float]:
+def measure_floor(n: int) -> float:
+    with Run("aiormq", confirm=True) as run:
+        return float(run.child("_floor", str(n)))
+
+
+def measure_drain(system: str, n: int, results: bool, processes: int = 1) -> dict[str, float]:
     with Run(system, confirm=False) as run:
         if not results:  # only taskcore has results to switch off
             run.env["TASKCORE_STORE_RESULTS"] = "0"
         run.child("_enqueue", system, "batch", str(n))
-        spawned = run.start_worker()
+        spawned = run.start_worker(processes)
         first = run.wait_count(1)
         last = run.wait_count(n)
         return {
@@ -286,7 +369,7 @@ def measure_recorder(n: int) -> dict[str, float]:
                 env=run.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             try:
-                written, first_at, last_at = _wait_until_still(
+                first_rows, first_at, written, last_at = _wait_until_still(
                     engine, "SELECT count(*) FROM task_events"
                 )
             finally:
@@ -294,7 +377,7 @@ def measure_recorder(n: int) -> dict[str, float]:
                 recorder.wait()
         return {  # the recorder's rate from its first write to its last (start-up apart)
             "produced_per_s": written * (n - 1) / n / drain_s,
-            "written_per_s": written / (last_at - first_at),
+            "written_per_s": (written - first_rows) / (last_at - first_at),
             "recorder_startup_s": first_at - started,
         }
     finally:
@@ -304,21 +387,25 @@ def measure_recorder(n: int) -> dict[str, float]:
         admin.dispose()
 
 
-def _wait_until_still(engine: Any, sql: str, quiet: float = 3.0) -> tuple[int, float, float]:
-    """Poll a count until it has not changed for ``quiet`` seconds: the count, when it
-    first was above zero and when it last grew."""
+def _wait_until_still(engine: Any, sql: str, quiet: float = 3.0) -> tuple[int, float, int, float]:
+    """Poll a count until it has not changed for ``quiet`` seconds: the count when it was
+    first above zero and when, then the final count and when it last grew. Rows appear a
+    commit at a time, so the rows first seen were written before the first of these times."""
     import sqlalchemy as sa
 
-    seen, first_at, changed_at = 0, 0.0, time.perf_counter()
+    first, first_at, seen, changed_at = 0, 0.0, 0, time.perf_counter()
     while True:
         with engine.connect() as connection:
             count = connection.execute(sa.text(sql)).scalar() or 0
         now = time.perf_counter()
         if count != seen:
-            first_at = first_at or now
+            if not first:
+                first, first_at = count, now
             seen, changed_at = count, now
         elif count > 0 and now - changed_at > quiet:
-            return seen, first_at, changed_at
+            if seen == first:
+                raise RuntimeError(f"all {seen} rows came in one commit: no rate to measure")
+            return first, first_at, seen, changed_at
         time.sleep(0.02)
 
 
@@ -347,13 +434,17 @@ def main() -> None:
         print(f"  {name}: " + ", ".join(f"{s} {v:.1f}" for s, v in values.items()), flush=True)
 
     print(f"benchmark: {runs} run(s) each, medians", flush=True)
+    enqueued: dict[str, dict[str, float]] = {}
     for mode, n, label in (
         ("confirmed", n_single, "enqueue, confirmed, one call at a time"),
+        ("threads8", n_single, "enqueue, confirmed, 8 threads calling at once"),
         ("batch", n_batch, "enqueue, confirmed, batch API"),
         ("unconfirmed", n_single, "enqueue, no confirms"),
     ):
-        row(label, "tasks/s", {s: median_of(runs, measure_enqueue, s, mode, n) for s in SYSTEMS},
-            True)  # fmt: skip
+        enqueued[mode] = {s: median_of(runs, measure_enqueue, s, mode, n) for s in SYSTEMS}
+        row(label, "tasks/s", enqueued[mode], True)
+    floor = median_of(runs, measure_floor, n_single)
+    print(f"  broker floor, bare aiormq: {floor:.1f}", flush=True)
     drains = {s: median_of(runs, measure_drain, s, n_drain, True) for s in SYSTEMS}
     no_results = median_of(runs, measure_drain, "taskcore", n_drain, False)
     row("drain, results stored (taskcore) / none (peers)", "tasks/s",
@@ -361,13 +452,17 @@ def main() -> None:
     row("drain, results off", "tasks/s",
         {"taskcore": no_results["tasks_per_s"],
          **{s: drains[s]["tasks_per_s"] for s in SYSTEMS[1:]}}, True)  # fmt: skip
+    row("drain, 2 worker processes (Celery: prefork), results stored (taskcore)", "tasks/s",
+        {s: median_of(runs, measure_drain, s, n_drain, True, 2)["tasks_per_s"] for s in SYSTEMS},
+        True)  # fmt: skip
     row("start-up to first task", "s", {s: d["startup_s"] for s, d in drains.items()}, False)
     latency = {s: median_of(runs, measure_latency, s, n_latency, 200.0) for s in SYSTEMS}
     for key, label in (("p50_ms", "latency p50 at 200/s"), ("p99_ms", "latency p99 at 200/s"),
                        ("max_ms", "latency max at 200/s")):  # fmt: skip
         row(label, "ms", {s: latency[s][key] for s in SYSTEMS}, False)
     row("worker RSS after drain", "MB", {s: d["rss_mb"] for s, d in drains.items()}, False)
-    recording = median_of(runs, measure_recorder, n_drain)
+    # The recorder commits up to 2,000 rows at a time: its rate needs several commits.
+    recording = median_of(runs, measure_recorder, max(n_drain, 8000))
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " + (
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
@@ -375,7 +470,24 @@ def main() -> None:
     print()
     print(render(rows, machine, runs, markdown=options.markdown))
     print()
+    print(render_floors(floor, enqueued["confirmed"]["taskcore"], markdown=options.markdown))
+    print()
     print(render_recorder(recording, markdown=options.markdown))
+
+
+def render_floors(floor: float, single: float, markdown: bool) -> str:
+    """taskcore's single confirmed caller against the broker's floor for it (same run)."""
+    lines = [
+        ("bare aiormq, one persistent publish at a time, each confirm awaited, classic v2 queue",
+         f"{floor:,.0f}/s"),
+        ("taskcore, enqueue, confirmed, one call at a time", f"{single:,.0f}/s"),
+        ("taskcore vs the floor (target >= 0.9x)", f"{single / floor:.2f}x"),
+    ]  # fmt: skip
+    if markdown:
+        rows = [f"| {name} | {value} |" for name, value in lines]
+        return "\n".join(["| floors | |", "|---|---|", *rows])
+    width = max(len(name) for name, _ in lines)
+    return "\n".join(f"{a:<{width}} {b}" for a, b in lines)
 
 
 def render_recorder(recording: dict[str, float], markdown: bool) -> str:
@@ -416,6 +528,8 @@ def render(rows: list[Any], machine: str, runs: int, markdown: bool) -> str:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_enqueue":
         print(_enqueue(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_floor":
+        print(_floor(int(sys.argv[2])))
     elif len(sys.argv) > 1 and sys.argv[1] == "_declare_recorder_queue":
         _declare_recorder_queue()
     elif len(sys.argv) > 1 and sys.argv[1] == "_probes":
