@@ -225,7 +225,6 @@ def _write_postgresql(
     Both cost one round trip and no per-row SQL compilation, whatever the batch's size
     (SQLAlchemy building a many-row VALUES list cost more CPU than the database's work).
     """
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     for row in event_rows:  # in CSV, an empty unquoted field is NULL
@@ -233,10 +232,12 @@ def _write_postgresql(
         writer.writerow([row["task_id"], row["state"], row["worker"], row["at"].isoformat(), data])
     buffer.seek(0)
     statement = _COPY_EVENTS
+    raw = connection.connection.dbapi_connection  # in this connection's transaction
     try:
-        cursor.copy_expert(statement, buffer)
-        statement = _UPSERT_RUNS
-        cursor.execute(statement, (json.dumps(runs, default=_json_time),))
+        with raw.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.copy_expert(statement, buffer)
+            statement = _UPSERT_RUNS
+            cursor.execute(statement, (json.dumps(runs, default=_json_time),))
     except connection.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it
         raise sa.exc.DBAPIError(statement, None, exc) from exc
 
