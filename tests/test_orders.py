@@ -335,6 +335,12 @@ def test_an_order_fans_out_and_each_status_change_notifies(
     assert changed.status_code == 302
     wait_until(lambda: len(outbox(engine)) == 4, what="the status update")
     assert "now paid" in outbox(engine, "sms")[-1].body
+    # The sender writes the outbox (the outside world) before the task marks its
+    # notification sent, in a transaction of its own: wait for the marks too.
+    wait_until(
+        lambda: [n.state for n in notifications(engine)] == ["sent"] * 4,
+        what="four notifications marked sent",
+    )
     rows = notifications(engine)
     assert [(n.channel, n.state, n.attempts) for n in rows] == [
         ("sms", "sent", 1),
