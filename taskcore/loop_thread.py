@@ -13,7 +13,7 @@ import asyncio
 import os
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -45,6 +45,10 @@ class LoopThread:
         except TimeoutError:
             future.cancel()
             raise
+
+    def call_soon(self, callback: Callable[..., object], *args: object) -> None:
+        """Run ``callback(*args)`` on the loop thread soon; returns at once."""
+        self._ensure_loop().call_soon_threadsafe(callback, *args)
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Start ``coro`` on the loop thread and return at once (it handles its own errors).

@@ -7,15 +7,18 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from urllib.parse import quote
 
 import pytest
 
 from taskcore import ConfigurationError, EncodeError, PublishError, TaskApp
 from taskcore.delays import LEVELS
 
-from .broker_tools import Probe, rabbitmqctl
+from .broker_tools import Probe, management, rabbitmqctl
 
 
 def test_delay_returns_after_the_message_is_in_its_queue(app_from, probe: Probe) -> None:
@@ -131,6 +134,34 @@ def test_publisher_reconnects_after_the_broker_drops_the_connection(
     time.sleep(0.5)
     note.delay("after")
     assert probe.depth("work") == 2
+
+
+def test_threads_calling_at_once_each_get_their_own_outcome(
+    app_from, vhost: str, probe: Probe
+) -> None:
+    # Concurrent callers share one loop wake-up; one caller's failure stays its own.
+    app = app_from("basic")
+    note = app.tasks["tests.apps.basic.note"]
+    note.delay("declare work")
+    note.apply_async(("declare gone",), queue="gone")
+    probe.get_all("work")
+    management("DELETE", f"/queues/{quote(vhost, safe='')}/gone")  # still "declared" to us
+    start = threading.Barrier(16)
+
+    def call(i: int) -> str:
+        start.wait()
+        if i == 0:
+            with pytest.raises(PublishError, match="could not route"):
+                note.apply_async(("lost",), queue="gone")
+            return "refused"
+        return note.delay(f"t{i}").id
+
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(call, range(16)))
+    assert outcomes[0] == "refused"
+    assert len(set(outcomes[1:])) == 15
+    got = probe.get_all("work")
+    assert sorted(g.message_id for g in got) == sorted(outcomes[1:])
 
 
 def test_publishing_works_in_a_forked_child(app_from, probe: Probe) -> None:
