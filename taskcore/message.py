@@ -147,6 +147,18 @@ def decode(message: ReceivedMessage, queue: str) -> TaskMessage:
     headers = dict(message.headers or {})
     if not message.type:
         raise DecodeError("message has no task name (AMQP 'type' property)")
+    # A body in another format (Celery's pickle, say) may still parse as JSON by
+    # accident; its declared type decides, so only JSON ever runs.
+    if message.content_type not in (None, "", CONTENT_TYPE):
+        raise DecodeError(
+            f"content type {message.content_type!r} is not accepted: task messages are "
+            f"JSON ({CONTENT_TYPE}); send with taskcore or serialize arguments as JSON"
+        )
+    if (message.content_encoding or "utf-8").lower() not in ("utf-8", "utf8"):
+        raise DecodeError(
+            f"content encoding {message.content_encoding!r} is not accepted: task messages "
+            "are UTF-8 JSON, not compressed or binary"
+        )
     try:
         payload = json.loads(message.body)
     except (UnicodeDecodeError, ValueError) as exc:

@@ -138,6 +138,17 @@ def test_short_delays_do_not_wait_behind_long_ones(
             "undecodable",
             "taskcore.errors.DecodeError",
         ),
+        (  # a body that happens to parse as JSON, declared as pickle: never run
+            lambda app, probe: probe.publish_raw(
+                app.topology.work_exchange,
+                "work",
+                b'{"args": ["pickled"]}',
+                message_type=T + "note",
+                content_type="application/x-python-serialize",
+            ),
+            "undecodable",
+            "taskcore.errors.DecodeError",
+        ),
         (
             lambda app, probe: probe.publish_raw(
                 app.topology.work_exchange, "work", b'{"args": [1]}', message_type=T + "two_args"
@@ -146,7 +157,7 @@ def test_short_delays_do_not_wait_behind_long_ones(
             "builtins.TypeError",
         ),
     ],
-    ids=["reject", "failure", "unknown-task", "not-json", "bad-arguments"],
+    ids=["reject", "failure", "unknown-task", "not-json", "pickle", "bad-arguments"],
 )
 def test_bad_messages_go_to_the_dead_letter_queue_and_the_worker_goes_on(
     send, reason, error_type, app_from, start_worker, rdb, redis_prefix, probe: Probe
