@@ -1,0 +1,588 @@
+"""The console and the workloads' pages under hostile use, walked from the url_map.
+
+* Every route (not ``/api``) is listed in ``ACCESS`` with who may use it, so a new route
+  fails ``test_every_route_says_who_may_use_it`` until someone decides.
+* Anonymous requests are sent to the sign-in page; form posts without a valid CSRF token
+  are refused (400) even for an operator, and change nothing (PostgreSQL rows, Redis keys,
+  queue depths, stored files are compared before and after); a viewer is refused (403)
+  every operator action, with nothing changed.
+* Markup in values people control (task arguments and names, dead letters, audit entries,
+  quiz answers, order fields, report filters, error and flash messages) is shown escaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aio_pika
+import pytest
+import redis
+import sqlalchemy as sa
+from flask import Flask, url_for
+from flask.testing import FlaskClient
+
+from taskcore.history import create_schema, write_events
+from webapp import create_app
+from webapp.db import db
+from webapp.orders import changes
+from webapp.orders.models import Notification
+from webapp.quizzes.models import Quiz, Submission
+from webapp.quizzes.seed import seed_quizzes
+
+from .broker_tools import Probe, management
+from .conftest import REDIS_URL
+from .webapp_helpers import (
+    PASSWORD,
+    add_user,
+    close_web_app,
+    csrf_token_from,
+    log_in,
+    make_web_app,
+)
+
+pytest_plugins = ["tests.webapp_fixtures"]
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = '"><img src=x onerror=alert(1)>'
+#: How each payload reads once escaped (what a page must show instead of markup).
+ESCAPED = {
+    SCRIPT: "&lt;script&gt;alert(1)&lt;/script&gt;",
+    IMG: "&lt;img src=x onerror=alert(1)&gt;",
+}
+
+PUBLIC, VIEWER, OPERATOR = "public", "viewer", "operator"
+#: Every route outside /api and who may use it. ``viewer`` means anyone signed in: the
+#: workloads are used by people with the viewer role (a learner, a clerk), and their
+#: documents and submissions are visible to their owner only; operating the system
+#: (sending, cancelling, purging, replaying, schedules, rate limits, drills) needs an
+#: operator.
+ACCESS: dict[str, str] = {
+    "static": PUBLIC,
+    "auth.login": PUBLIC,
+    "auth.logout": PUBLIC,
+    "metrics.healthz": PUBLIC,
+    "metrics.readyz": PUBLIC,
+    "metrics.scrape": PUBLIC,  # a bearer token when WEBAPP_METRICS_TOKEN is set
+    "auth.audit_log": VIEWER,
+    "console.overview": VIEWER,
+    "console.tasks": VIEWER,
+    "console.task_detail": VIEWER,
+    "console.queues": VIEWER,
+    "console.dead_letters": VIEWER,
+    "console.dead_letter": VIEWER,
+    "console.workers": VIEWER,
+    "console.schedules": VIEWER,
+    "console.rate_limits": VIEWER,
+    "console.performance": VIEWER,
+    "console.send_task": OPERATOR,
+    "console.cancel_task": OPERATOR,
+    "console.rerun_task": OPERATOR,
+    "console.purge_queue": OPERATOR,
+    "console.replay_dead_letters": OPERATOR,
+    "console.discard_dead_letters": OPERATOR,
+    "console.schedule_action": OPERATOR,
+    "console.set_rate_limit": OPERATOR,
+    "quizzes.index": VIEWER,
+    "quizzes.take": VIEWER,
+    "quizzes.submit": VIEWER,
+    "quizzes.result": VIEWER,
+    "quizzes.submission_status": VIEWER,
+    "quizzes.grade_now": VIEWER,
+    "quizzes.statistics": VIEWER,
+    "documents.index": VIEWER,
+    "documents.upload": VIEWER,
+    "documents.show": VIEWER,
+    "documents.status": VIEWER,
+    "documents.retry": VIEWER,
+    "documents.download": VIEWER,
+    "orders.index": VIEWER,
+    "orders.create": VIEWER,
+    "orders.detail": VIEWER,
+    "orders.change_status": VIEWER,
+    "orders.notifications": VIEWER,
+    "orders.send_again": OPERATOR,
+    "orders.switch_failing_sender": OPERATOR,
+    "reports.index": VIEWER,
+    "reports.run": VIEWER,
+    "reports.export_detail": VIEWER,
+    "reports.download_export": VIEWER,
+    "reports.aggregates_page": VIEWER,
+    "reports.search_page": VIEWER,
+}
+
+QUIZ = {
+    "slug": "hostile",
+    "title": "Hostile input",
+    "pass_mark": 50,
+    "questions": [
+        {"kind": "short", "prompt": "First?", "accepted": ["one"]},
+        {"kind": "short", "prompt": "Second?", "accepted": ["two"]},
+    ],
+}
+ORDER = {
+    "customer_name": "Ada Lovelace",
+    "phone": "+44 20 7946 0958",
+    "email": "ada@example.com",
+    "items": "one notebook",
+    "amount": "19.90",
+}
+
+
+# -- what the tests look at ------------------------------------------------------------------
+
+
+def rules(app: Flask) -> list[Any]:
+    """Every url_map rule outside the JSON API."""
+    return [r for r in app.url_map.iter_rules() if not r.endpoint.startswith("api_v1.")]
+
+
+def endpoints(app: Flask, method: str) -> set[str]:
+    return {r.endpoint for r in rules(app) if method in (r.methods or ())}
+
+
+class _InjectedTags(HTMLParser):
+    """Start tags that only injected markup would produce on these pages: an event handler
+    attribute, an inline script, the payload's image."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if (
+            any(name.startswith("on") for name, _ in attrs)
+            or (tag == "script" and not values.get("src"))
+            or (tag == "img" and values.get("src") == "x")
+        ):
+            self.found.append(self.get_starttag_text() or tag)
+
+
+def assert_escaped(response: Any, *shown: str, what: str = "") -> str:
+    """The page holds no markup from the payloads, and shows each of ``shown`` escaped
+    (so the value did reach the page: an absent value would prove nothing)."""
+    html = response.get_data(as_text=True)
+    where = what or response.request.path
+    assert response.status_code < 500, (where, response.status_code)
+    assert "<script>alert" not in html and "<img src=x" not in html, (where, html)
+    parser = _InjectedTags()
+    parser.feed(html)
+    assert parser.found == [], (where, parser.found)
+    for payload in shown:
+        assert ESCAPED[payload] in html, (where, payload, html)
+    return html
+
+
+def assert_readable_error(response: Any, status: int, *phrases: str) -> str:
+    """An error answered with the console's own page (the layout), not a bare one."""
+    html = response.get_data(as_text=True)
+    assert response.status_code == status, (response.request.path, response.status_code, html)
+    assert response.mimetype == "text/html" and '<main class="page">' in html, html
+    for phrase in phrases:
+        assert phrase in html, (phrase, html)
+    return html
+
+
+def assert_readable_unless_json(response: Any) -> None:
+    """An error page is the console's own (a JSON endpoint's errors are JSON)."""
+    if response.status_code >= 400 and response.mimetype != "application/json":
+        assert_readable_error(response, response.status_code)
+
+
+# -- the state a refused request must leave alone --------------------------------------------
+
+
+@dataclass
+class World:
+    """An app with something behind every route, and the handles to see what changed."""
+
+    app: Flask
+    vhost: str
+    amqp_url: str
+    namespace: str
+    storage: Path
+    ids: dict[str, Any] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every table's rows, every Redis key of this test, every queue's depth, every file."""
+        return {
+            "tables": self._tables(),
+            "redis": self._redis(),
+            "queues": self._queues(),
+            "files": sorted(
+                (str(p.relative_to(self.storage)), p.stat().st_size)
+                for p in self.storage.rglob("*")
+                if p.is_file()
+            ),
+        }
+
+    def _tables(self) -> dict[str, str]:
+        with self.app.app_context():
+            names = db.session.scalars(
+                sa.text(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() ORDER BY table_name"
+                )
+            ).all()
+            digest = {}
+            for name in names:
+                digest[name] = db.session.scalar(
+                    sa.text(
+                        f"SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, '|' "
+                        f"ORDER BY t::text), '')) FROM \"{name}\" t"
+                    )
+                )
+            db.session.rollback()
+            return digest
+
+    def _redis(self) -> dict[bytes, bytes | None]:
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            return {key: client.dump(key) for key in client.scan_iter(f"{self.namespace}:*")}
+        finally:
+            client.close()
+
+    def _queues(self) -> dict[str, int]:
+        names = [q["name"] for q in management("GET", f"/queues/{quote(self.vhost, safe='')}")]
+
+        async def depths() -> dict[str, int]:
+            connection = await aio_pika.connect(self.amqp_url)
+            try:
+                channel = await connection.channel()
+                found = {}
+                for name in sorted(names):
+                    queue = await channel.declare_queue(name, passive=True)
+                    found[name] = queue.declaration_result.message_count or 0
+                return found
+            finally:
+                await connection.close()
+
+        return asyncio.run(depths())
+
+
+def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What differs between two snapshots: ``{"tables": {name: (before, after)}, ...}``."""
+    found: dict[str, Any] = {}
+    for part in before:
+        if part == "files":
+            if before[part] != after[part]:
+                found[part] = (before[part], after[part])
+            continue
+        keys = before[part].keys() | after[part].keys()
+        diff = {k: (before[part].get(k), after[part].get(k)) for k in keys}
+        diff = {k: v for k, v in diff.items() if v[0] != v[1]}
+        if diff:
+            found[part] = diff
+    return found
+
+
+def _build_world(
+    database_url: str, task_env: dict[str, str], vhost: str, amqp_url: str, tmp_path: Path
+) -> World:
+    storage = tmp_path / "storage"
+    settings = {k: v for k, v in task_env.items() if k.startswith("TASKCORE_")}
+    app = make_web_app(database_url, **settings, STORAGE_DIR=str(storage))
+    create_schema(app.extensions["taskcore_ops"].engine)
+    add_user(app, "vera", "viewer")
+    add_user(app, "otto", "operator")
+    world = World(app, vhost, amqp_url, task_env["TASKCORE_NAMESPACE"], storage)
+    task_app = app.extensions["taskcore"]
+    ids = world.ids
+    ids["task_id"] = task_app.tasks["webapp.tasks.add"].delay(1, 2).id  # waits in `default`
+    ids["done_id"] = "done-" + uuid.uuid4().hex[:8]  # a finished run with its arguments
+    write_events(
+        app.extensions["taskcore_ops"].engine,
+        [{"task_id": ids["done_id"], "state": "SUCCESS", "at": time.time(),
+          "task": "webapp.tasks.add", "queue": "default",
+          "args": '{"args": [2, 3], "kwargs": {}}', "runtime": 0.01}],
+    )  # fmt: skip
+    probe = Probe(amqp_url)
+    for dead in ("dead-replay", "dead-discard"):
+        probe.publish_raw(
+            "",
+            "default.dead",
+            json.dumps({"args": [1, 2], "kwargs": {}}).encode(),
+            message_id=dead,
+            message_type="webapp.tasks.add",
+            headers={"x-taskcore-reason": "failed", "x-taskcore-attempts": 1},
+        )
+        ids[dead] = dead
+    with app.app_context():
+        seed_quizzes(db.session, [QUIZ])
+        db.session.commit()
+        quiz = db.session.scalar(sa.select(Quiz).where(Quiz.slug == "hostile"))
+        ids["slug"] = quiz.slug
+        ids["questions"] = [q.id for q in quiz.questions]
+        otto = db.session.scalar(sa.text("SELECT id FROM users WHERE name = 'otto'"))
+        pending = Submission(quiz_id=quiz.id, user_id=otto, token="pending", status="pending")
+        db.session.add(pending)
+        order, _ = changes.create_order(
+            db.session,
+            **{k: v for k, v in ORDER.items() if k != "amount"},
+            amount=Decimal(ORDER["amount"]),
+        )
+        db.session.commit()
+        ids["submission_id"] = pending.id
+        ids["order_id"] = order.id
+        # Not queued (no task id): "Send again" may send it.
+        ids["notification_id"] = db.session.scalar(
+            sa.select(Notification.id).where(Notification.order_id == order.id).limit(1)
+        )
+    client = signed_in(app, "otto")
+    uploaded = client.post(
+        "/documents",
+        data={"csrf_token": token_of(client, "/documents"), "file": paper()},
+        content_type="multipart/form-data",
+    )
+    assert uploaded.status_code == 302, uploaded.get_data(as_text=True)
+    ids["document_id"] = uploaded.headers["Location"].rsplit("/", 1)[1]
+    with app.app_context():  # failed: "Try again" may send it again
+        db.session.execute(
+            sa.text("UPDATE documents SET status = 'failed' WHERE id = :id"),
+            {"id": ids["document_id"]},
+        )
+        db.session.commit()
+    return world
+
+
+@pytest.fixture
+def world(
+    database_url: str, task_env: dict[str, str], vhost: str, amqp_url: str, tmp_path: Path
+) -> Iterator[World]:
+    built = _build_world(database_url, task_env, vhost, amqp_url, tmp_path)
+    yield built
+    close_web_app(built.app)
+
+
+def signed_in(app: Flask, name: str) -> FlaskClient:
+    client = app.test_client()
+    assert log_in(client, name).status_code == 302
+    return client
+
+
+def token_of(client: FlaskClient, page: str = "/login") -> str:
+    return csrf_token_from(client.get(page).get_data(as_text=True))
+
+
+def paper() -> tuple[io.BytesIO, str]:
+    return io.BytesIO(b"1. What is 2 + 2?\n"), "paper.txt"
+
+
+#: Sample values for a rule's variables, by the variable's name.
+def url_values(world: World) -> dict[str, Any]:
+    ids = world.ids
+    return {
+        "filename": "console.css",
+        "task_id": ids["task_id"],
+        "name": "default",
+        "action": "pause",
+        "slug": ids["slug"],
+        "submission_id": ids["submission_id"],
+        "document_id": ids["document_id"],
+        "order_id": ids["order_id"],
+        "notification_id": ids["notification_id"],
+        "export_id": str(uuid.uuid4()),
+        "search_id": uuid.uuid4().hex,
+    }
+
+
+def url_of(world: World, rule: Any) -> str:
+    values = url_values(world)
+    missing = rule.arguments - values.keys()
+    assert not missing, f"{rule.rule}: give a sample value for {sorted(missing)} in url_values"
+    with world.app.test_request_context():
+        return url_for(rule.endpoint, **{k: values[k] for k in rule.arguments})
+
+
+def effective_posts(world: World, client: FlaskClient) -> dict[str, tuple[str, Callable[[], dict]]]:
+    """For every POST route: a URL and a form that does something when an operator posts it
+    with a valid token (fresh form data on each call: uploads are read once)."""
+    ids = world.ids
+    q1, q2 = ids["questions"]
+
+    attempt: list[str] = []
+
+    def quiz_form() -> dict[str, Any]:
+        if not attempt:  # opening the quiz starts an attempt: once, not on every call
+            html = client.get(f"/quizzes/{ids['slug']}").get_data(as_text=True)
+            token = re.search(r'name="token" value="([^"]+)"', html)
+            attempt.append(token.group(1) if token else "")
+        return {"token": attempt[0], f"q{q1}": "one", f"q{q2}": "two"}
+
+    return {
+        "auth.login": ("/login", lambda: {"name": "otto", "password": PASSWORD}),
+        "console.send_task": (
+            "/tasks/send",
+            lambda: {"task": "webapp.tasks.add", "args": "[1, 2]", "kwargs": "{}"},
+        ),
+        "console.cancel_task": (f"/tasks/{ids['task_id']}/cancel", dict),
+        "console.rerun_task": (f"/tasks/{ids['done_id']}/rerun", dict),
+        "console.purge_queue": ("/queues/default/purge", lambda: {"confirm": "default"}),
+        "console.replay_dead_letters": (
+            "/queues/default/dead/replay",
+            lambda: {"ids": "dead-replay"},
+        ),
+        "console.discard_dead_letters": (
+            "/queues/default/dead/discard",
+            lambda: {"ids": "dead-discard"},
+        ),
+        "console.schedule_action": ("/schedules/ping-every-minute/pause", dict),
+        "console.set_rate_limit": (
+            "/rate-limits",
+            lambda: {"name": "webapp.tasks.add", "rate": "5/m"},
+        ),
+        "quizzes.submit": (f"/quizzes/{ids['slug']}", quiz_form),
+        "quizzes.grade_now": (f"/quizzes/submissions/{ids['submission_id']}/grade", dict),
+        "documents.upload": ("/documents", lambda: {"file": paper()}),
+        "documents.retry": (f"/documents/{ids['document_id']}/retry", dict),
+        "orders.create": ("/orders", lambda: dict(ORDER)),
+        "orders.change_status": (f"/orders/{ids['order_id']}/status", lambda: {"status": "paid"}),
+        "orders.send_again": (f"/orders/notifications/{ids['notification_id']}/send", dict),
+        "orders.switch_failing_sender": (
+            "/orders/notifications/failing",
+            lambda: {"channel": "sms", "on": "1"},
+        ),
+        "reports.run": ("/reports/run", lambda: {"action": "search", "text": "road"}),
+        "auth.logout": ("/logout", dict),  # last: it signs the client out
+    }
+
+
+def post(client: FlaskClient, url: str, form: dict[str, Any], **kwargs: Any) -> Any:
+    multipart = any(isinstance(v, tuple) for v in form.values())
+    return client.post(
+        url,
+        data=form,
+        content_type="multipart/form-data" if multipart else None,
+        **kwargs,
+    )
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+def test_every_route_says_who_may_use_it(database_url: str) -> None:
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url})
+    try:
+        listed = {r.endpoint for r in rules(app)}
+        assert listed - ACCESS.keys() == set(), "new routes: add them to ACCESS"
+        assert ACCESS.keys() - listed == set(), "routes that are gone: remove them from ACCESS"
+        assert {ACCESS[e] for e in endpoints(app, "POST")} == {PUBLIC, VIEWER, OPERATOR}
+    finally:
+        close_web_app(app)
+
+
+def test_anonymous_requests_are_sent_to_sign_in_and_change_nothing(world: World) -> None:
+    app = world.app
+    client = app.test_client()
+    for rule in rules(app):
+        if "GET" not in (rule.methods or ()):
+            continue
+        url = url_of(world, rule)
+        response = client.get(url)
+        if ACCESS[rule.endpoint] == PUBLIC:
+            assert response.status_code == 200, (url, response.status_code)
+            continue
+        assert response.status_code == 302, (url, response.status_code)
+        location = response.headers["Location"]
+        assert location.startswith("/login?next="), (url, location)
+        # An API client (JSON) gets a 401 instead of a page.
+        as_json = client.get(url, headers={"Accept": "application/json"})
+        assert as_json.status_code == 401, (url, as_json.status_code)
+        assert as_json.get_json()["error"]["message"]
+
+    before = world.snapshot()
+    token = token_of(client)  # an anonymous session's valid token
+    for endpoint, (url, form) in effective_posts(world, client).items():
+        if endpoint == "auth.login":
+            continue
+        without = post(client, url, form())
+        if endpoint == "documents.upload":  # its CSRF check comes after sign-in
+            assert without.status_code == 302, (url, without.status_code)
+        else:
+            assert_readable_error(without, 400, "The form could not be checked")
+        with_token = post(client, url, {**form(), "csrf_token": token})
+        assert with_token.status_code == 302, (url, with_token.status_code)
+        assert with_token.headers["Location"].startswith("/login"), url
+    assert changed(before, world.snapshot()) == {}
+
+
+def test_posts_without_a_valid_csrf_token_are_refused_and_change_nothing(world: World) -> None:
+    app = world.app
+    client = signed_in(app, "otto")
+    other = signed_in(app, "vera")
+    foreign = token_of(other, "/")  # valid, but for another session
+    posts = effective_posts(world, client)
+    assert set(posts) == endpoints(app, "POST"), "give every POST route a form here"
+    refused = 0
+    for endpoint, (url, form) in posts.items():
+        form()  # whatever building the form needs happens before the snapshot
+        before = world.snapshot()
+        for token in (None, "", "forged", foreign, foreign[:-4] + "AAAA"):
+            data = form()
+            if token is not None:
+                data["csrf_token"] = token
+            assert_readable_error(post(client, url, data), 400, "The form could not be checked")
+            refused += 1
+        if ACCESS[endpoint] != PUBLIC:
+            # A bearer header skips the CSRF check, but then only the token counts, not the
+            # session cookie: a garbage one is refused (401) without a sign-in.
+            bearer = post(client, url, form(), headers={"Authorization": "Bearer garbage"})
+            assert bearer.status_code == 401, (url, bearer.status_code)
+        assert changed(before, world.snapshot()) == {}, f"{endpoint}: a refused post changed it"
+
+        # The same form with the page's token does something: the refusals above were real.
+        accepted = post(client, url, {**form(), "csrf_token": token_of(client, "/")})
+        assert accepted.status_code in (200, 302, 303), (url, accepted.status_code)
+        assert changed(before, world.snapshot()), f"{endpoint}: the accepted post changed nothing"
+        if endpoint == "auth.login":
+            client = signed_in(app, "otto")  # a fresh session, as a browser would have
+            posts = effective_posts(world, client)
+    assert refused == 5 * len(posts)
+
+
+def test_a_viewer_is_refused_every_operator_action(world: World) -> None:
+    app = world.app
+    client = signed_in(app, "vera")
+    posts = effective_posts(world, client)
+    operator_only = {e for e in endpoints(app, "POST") if ACCESS[e] == OPERATOR}
+    assert operator_only <= posts.keys()
+    before = world.snapshot()
+    for endpoint in sorted(operator_only):
+        url, form = posts[endpoint]
+        refused = post(client, url, {**form(), "csrf_token": token_of(client, "/")})
+        assert_readable_error(refused, 403, "This needs the operator role")
+        # Nor through the JSON API's shape of the same request.
+        as_json = post(
+            client,
+            url,
+            {**form(), "csrf_token": token_of(client, "/")},
+            headers={"Accept": "application/json"},
+        )
+        assert as_json.status_code == 403, url
+    assert changed(before, world.snapshot()) == {}, "a refused operator action changed it"
+
+    # What a viewer may use: every page, and the workloads' own actions.
+    for rule in rules(app):
+        if "GET" in (rule.methods or ()) and ACCESS[rule.endpoint] == VIEWER:
+            url = url_of(world, rule)
+            response = client.get(url)
+            # 404: the sample ids (an operator's document, no such export) are not hers.
+            assert response.status_code in (200, 404), (url, response.status_code)
+            assert_readable_unless_json(response)
+    for endpoint, (url, form) in posts.items():
+        if ACCESS[endpoint] == VIEWER:
+            response = post(client, url, {**form(), "csrf_token": token_of(client, "/")})
+            assert response.status_code in (200, 302, 303, 400, 404), (url, response.status_code)
+            assert_readable_unless_json(response)
