@@ -586,3 +586,112 @@ def test_a_viewer_is_refused_every_operator_action(world: World) -> None:
             response = post(client, url, {**form(), "csrf_token": token_of(client, "/")})
             assert response.status_code in (200, 302, 303, 400, 404), (url, response.status_code)
             assert_readable_unless_json(response)
+
+
+# -- markup in what people control is shown escaped ------------------------------------------
+
+SVG = '"><svg/onload=alert(1)>'  # for fields that take no spaces (an e-mail address)
+ESCAPED[SVG] = "&lt;svg/onload=alert(1)&gt;"
+
+
+@pytest.fixture
+def hostile_app(database_url: str, task_env: dict[str, str], tmp_path: Path) -> Iterator[Flask]:
+    """The web app on this test's services (history tables too), with vera (viewer), otto
+    (operator), a two-question quiz and document storage in tmp_path."""
+    settings = {k: v for k, v in task_env.items() if k.startswith("TASKCORE_")}
+    app = make_web_app(database_url, **settings, STORAGE_DIR=str(tmp_path / "storage"))
+    create_schema(app.extensions["taskcore_ops"].engine)
+    add_user(app, "vera", "viewer")
+    add_user(app, "otto", "operator")
+    with app.app_context():
+        seed_quizzes(db.session, [QUIZ])
+        db.session.commit()
+    yield app
+    close_web_app(app)
+
+
+def test_markup_in_tasks_dead_letters_and_the_audit_log_is_shown_escaped(
+    hostile_app: Flask, start_webapp_worker: Any, probe: Probe
+) -> None:
+    app, task_app = hostile_app, hostile_app.extensions["taskcore"]
+    client = signed_in(app, "otto")
+    # Arguments typed into the console's send form; an unknown task named with markup,
+    # sent through the TaskApp, which the worker dead-letters.
+    sent = post(
+        client,
+        "/tasks/send",
+        {"task": "webapp.tasks.add", "args": json.dumps([SCRIPT, IMG]),
+         "csrf_token": token_of(client, "/tasks")},
+    )  # fmt: skip
+    assert sent.status_code == 302, sent.get_data(as_text=True)
+    task_id = sent.headers["Location"].rsplit("/", 1)[1]
+    dead = task_app.send_task(SCRIPT, [IMG], {"note": SVG})
+    start_webapp_worker("default")
+    assert task_app.result(task_id).get(timeout=15) == SCRIPT + IMG
+    assert probe.wait_depth("default.dead", 1) == 1
+    # History with markup in every column a page shows, the task id included.
+    write_events(
+        app.extensions["taskcore_ops"].engine,
+        [{"task_id": IMG, "state": "FAILURE", "at": time.time(), "task": SCRIPT,
+          "queue": "default", "worker": SVG, "args": json.dumps({"args": [IMG], "kwargs": {}}),
+          "runtime": 0.5, "queue_wait": 0.1,
+          "error": {"type": SCRIPT, "message": IMG, "traceback": SCRIPT}}],
+    )  # fmt: skip
+
+    pages = {
+        f"/tasks/{task_id}": (SCRIPT, IMG),  # arguments and result
+        "/queues/default/dead": (SCRIPT,),  # the task's name (its arguments are cut short)
+        f"/queues/default/dead/{dead.id}": (SCRIPT, IMG, SVG),
+        "/tasks": (SCRIPT, IMG, SVG),  # name, id, worker
+        "/tasks?search=alert": (SCRIPT, IMG),
+        f"/tasks/{quote(IMG, safe='')}": (SCRIPT, IMG, SVG),
+        "/": (IMG,),  # recent failures
+        "/performance?window=1h": (SCRIPT,),
+        # Filters and bad values echoed back, in inputs and flash messages.
+        f"/tasks?state={quote(SCRIPT)}&task={quote(IMG)}&since={quote(SVG)}": (SCRIPT, IMG, SVG),
+        f"/audit?actor={quote(IMG)}&action={quote(SCRIPT)}": (SCRIPT, IMG),
+    }
+    for url, shown in pages.items():
+        assert_escaped(client.get(url), *shown, what=url)
+
+    # Operator actions on names with markup: audited, flashed and refused in escaped text.
+    cancelled = post(
+        client, f"/tasks/{quote(IMG, safe='')}/cancel", {"csrf_token": token_of(client, "/")}
+    )
+    assert cancelled.status_code == 302
+    limited = post(
+        client,
+        "/rate-limits",
+        {"name": f"queue:{SVG}", "rate": "5/m", "csrf_token": token_of(client, "/")},
+    )
+    assert limited.status_code == 302
+    refused = post(
+        client, "/rate-limits", {"name": SCRIPT, "rate": IMG, "csrf_token": token_of(client, "/")}
+    )
+    assert_escaped(client.get(refused.headers["Location"]), IMG, what="bad rate flash")
+    assert_escaped(client.get("/rate-limits"), SVG, what="/rate-limits")
+    assert_escaped(client.get("/audit"), IMG, SVG, what="/audit")
+    schedule = post(
+        client, f"/schedules/{quote(IMG, safe='')}/pause", {"csrf_token": token_of(client, "/")}
+    )
+    assert_readable_error(schedule, 404)
+    assert_escaped(schedule, IMG, what="unknown schedule")
+    # A name no queue can have (it was a 500: the AMQP client refuses it) and a queue the
+    # broker does not have (it was a 503, "unavailable") are both not found.
+    for url in (f"/queues/{quote(IMG, safe='')}/dead", f"/queues/{quote(IMG, safe='')}/dead/x"):
+        assert_escaped(client.get(url), IMG, what=url)
+        assert_readable_error(client.get(url), 404, "There is no queue named")
+    assert_readable_error(client.get("/queues/nope/dead"), 404, "No queue named")
+    purge = post(
+        client,
+        f"/queues/{quote(IMG, safe='')}/purge",
+        {"confirm": IMG, "csrf_token": token_of(client, "/")},
+    )
+    assert_readable_error(purge, 404, "There is no queue named")
+    # A task whose arguments were never recorded cannot run again: a page says so.
+    waiting = task_app.tasks["webapp.tasks.add"].apply_async((1, 1), countdown=60)
+    rerun = post(client, f"/tasks/{waiting.id}/rerun", {"csrf_token": token_of(client, "/")})
+    assert_readable_error(rerun, 409, "cannot be rerun")
+    # The sign-in page echoes ``next`` into its form.
+    anonymous = app.test_client()
+    assert_escaped(anonymous.get(f"/login?next={quote(IMG)}"), IMG, what="/login?next=")

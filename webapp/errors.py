@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
+
+log = logging.getLogger(__name__)
 
 TITLES = {
     400: "Bad request",
@@ -14,6 +17,12 @@ TITLES = {
     403: "Not allowed",
     404: "Not found",
     405: "Method not allowed",
+    409: "Conflict",
+    413: "Too large",
+    415: "Unsupported file type",
+    429: "Too many requests",
+    500: "Server error",
+    503: "Unavailable",
 }
 
 
@@ -52,7 +61,28 @@ def error_response(status: int, message: str) -> Response:
 
 
 def _http_error(exc: HTTPException) -> Response:
+    if isinstance(exc, RequestEntityTooLarge) and exc.description == type(exc).description:
+        return error_response(413, _too_large_message())
     return error_response(exc.code or 500, exc.description or TITLES.get(exc.code or 500, ""))
+
+
+def _too_large_message() -> str:
+    limit = request.max_content_length
+    if not limit:
+        return "The request is too large."
+    size = f"{limit // 1024:,} KiB" if limit >= 1024 else f"{limit} bytes"
+    return f"The request is too large: a form may send at most {size}."
+
+
+def _server_error(exc: InternalServerError) -> Response:
+    """An unexpected exception (outside debugging and tests, where it propagates): the
+    console's page, or a bare one if even that cannot be drawn (the database is down)."""
+    message = "Something went wrong on our side; it has been logged. Try again in a moment."
+    try:
+        return error_response(500, message)
+    except Exception:  # the page itself needs the database (the signed-in user)
+        log.exception("the error page of a 500 could not be rendered")
+        return Response(message + "\n", status=500, mimetype="text/plain")
 
 
 def _csrf_error(exc: CSRFError) -> Response:
@@ -64,10 +94,13 @@ def _csrf_error(exc: CSRFError) -> Response:
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Answer 400, 403, 404, 405 and CSRF failures app-wide in the shape the client wants.
+    """Answer every HTTP error (400, 403, 404, 405, 409, 413, ...), CSRF failures and
+    unexpected exceptions app-wide in the shape the client wants: never werkzeug's bare page.
 
     A blueprint may register its own handlers; Flask prefers those for its routes.
     """
     for status in (400, 403, 404, 405):
         app.register_error_handler(status, _http_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(InternalServerError, _server_error)
     app.register_error_handler(CSRFError, _csrf_error)

@@ -8,18 +8,24 @@ When a service is down a page says which and answers 503 instead of failing.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import redis
 import sqlalchemy as sa
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template
 
-from taskcore import TaskApp, TaskcoreError
+from taskcore import QueueNotFound, TaskApp, TaskcoreError
 from taskcore.operations import Operations
 
+from ..errors import error_response
 from . import present
 
 console = Blueprint("console", __name__, template_folder="templates")
+
+#: What AMQP allows in a queue name (pamqp refuses anything else before it is sent),
+#: leaving room for the ``.dead`` suffix within its 255 characters.
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,250}")
 
 
 def ops() -> Operations:
@@ -30,6 +36,20 @@ def ops() -> Operations:
 def task_app() -> TaskApp:
     """The app's TaskApp."""
     return current_app.extensions["taskcore"]
+
+
+def queue_name(name: str) -> str:
+    """``name`` from a URL if a queue could be called that, else a 404 (an AMQP client
+    refuses such a name before asking the broker, which would end as a 500)."""
+    if not _QUEUE_NAME.fullmatch(name):
+        abort(404, description=f"There is no queue named {name!r}.")
+    return name
+
+
+@console.errorhandler(QueueNotFound)
+def _queue_not_found(exc: QueueNotFound) -> Any:
+    """A queue the broker does not have is a 404, not a service that is down."""
+    return error_response(404, f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
 
 
 @console.errorhandler(TaskcoreError)

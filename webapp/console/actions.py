@@ -12,7 +12,7 @@ from taskcore import ConfigurationError, EncodeError, QueueNotFound
 
 from ..api.exposed import is_exposed
 from ..auth.access import audit, requires
-from . import console, ops, task_app
+from . import console, ops, queue_name, task_app
 from .present import recorded_call
 
 
@@ -78,7 +78,7 @@ def purge_queue(name: str) -> Response:
     if request.form.get("confirm", "").strip() != name:
         flash(f"Type the queue's name, {name}, to confirm the purge. Nothing was removed.", "error")
         return _back("console.queues")
-    removed = ops().purge(name)
+    removed = ops().purge(queue_name(name))
     audit("queue.purge", name, f"{removed} messages")
     flash(f"Removed {removed} message(s) from {name}.", "success")
     return _back("console.queues")
@@ -94,7 +94,7 @@ def replay_dead_letters(name: str) -> Response:
         flash("Select the dead letters to replay, or replay all.", "warning")
         return _back("console.dead_letters", name=name)
     try:
-        moved, _ = ops().replay(name, ids=None if everything else ids)
+        moved, _ = ops().replay(queue_name(name), ids=None if everything else ids)
     except QueueNotFound as exc:
         abort(404, description=str(exc))
     audit("dead_letters.replay", name, "all" if everything else ", ".join(ids))
@@ -111,7 +111,7 @@ def discard_dead_letters(name: str) -> Response:
         flash("Select the dead letters to discard.", "warning")
         return _back("console.dead_letters", name=name)
     try:
-        removed = ops().discard(name, ids)
+        removed = ops().discard(queue_name(name), ids)
     except QueueNotFound as exc:
         abort(404, description=str(exc))
     audit("dead_letters.discard", name, ", ".join(ids))

@@ -11,7 +11,7 @@ from taskcore import READY_STATES, ConfigurationError, State
 
 from ..api.exposed import EXPOSED
 from ..auth.access import requires
-from . import console, ops, task_app
+from . import console, ops, queue_name, task_app
 from .present import recorded_call, window
 
 #: Finished states worth a filter on /tasks, and every other state.
@@ -116,16 +116,16 @@ def queues() -> Any:
 @requires("viewer")
 def dead_letters(name: str) -> Any:
     """The dead letters of one queue with reason, error, attempts and arguments."""
-    return render_template(
-        "console/dead_letters.html", queue=name, letters=ops().dead_letters(name, limit=200)
-    )
+    letters = ops().dead_letters(queue_name(name), limit=200)
+    return render_template("console/dead_letters.html", queue=name, letters=letters)
 
 
 @console.get("/queues/<name>/dead/<task_id>")
 @requires("viewer")
 def dead_letter(name: str, task_id: str) -> Any:
     """One dead letter in full: headers, traceback, body."""
-    letter = next((d for d in ops().dead_letters(name, limit=1000) if d["id"] == task_id), None)
+    letters = ops().dead_letters(queue_name(name), limit=1000)
+    letter = next((d for d in letters if d["id"] == task_id), None)
     if letter is None:
         abort(404, description=f"No dead letter {task_id} in the first 1,000 of {name}.dead.")
     return render_template("console/dead_letter.html", queue=name, letter=letter)
