@@ -38,7 +38,7 @@ from webapp import create_app
 from webapp.db import db
 from webapp.orders import changes
 from webapp.orders.models import Notification
-from webapp.quizzes.models import Quiz, Submission
+from webapp.quizzes.models import Question, Quiz, Submission
 from webapp.quizzes.seed import seed_quizzes
 
 from .broker_tools import Probe, management
@@ -50,6 +50,7 @@ from .webapp_helpers import (
     csrf_token_from,
     log_in,
     make_web_app,
+    wait_until,
 )
 
 pytest_plugins = ["tests.webapp_fixtures"]
@@ -176,13 +177,19 @@ def assert_escaped(response: Any, *shown: str, what: str = "") -> str:
     html = response.get_data(as_text=True)
     where = what or response.request.path
     assert response.status_code < 500, (where, response.status_code)
-    assert "<script>alert" not in html and "<img src=x" not in html, (where, html)
+    check_markup(html, *shown, where=where)
+    return html
+
+
+def check_markup(html: str, *shown: str, where: str = "") -> None:
+    """``assert_escaped`` on an HTML text."""
+    for raw in ("<script>alert", "<img src=x", "<svg/onload"):
+        assert raw not in html, (where, raw, html)
     parser = _InjectedTags()
     parser.feed(html)
     assert parser.found == [], (where, parser.found)
     for payload in shown:
         assert ESCAPED[payload] in html, (where, payload, html)
-    return html
 
 
 def assert_readable_error(response: Any, status: int, *phrases: str) -> str:
@@ -610,6 +617,16 @@ def hostile_app(database_url: str, task_env: dict[str, str], tmp_path: Path) -> 
     close_web_app(app)
 
 
+def test_the_markup_check_finds_markup_and_missing_values() -> None:
+    page = '<p>{}</p><script src="/static/console.js"></script>'
+    check_markup(page.format(ESCAPED[SCRIPT]), SCRIPT)
+    for raw in (SCRIPT, IMG, SVG, "<IMG SRC=x OnError=alert(1)>", "<a href=# onclick=x>"):
+        with pytest.raises(AssertionError):
+            check_markup(page.format(raw))
+    with pytest.raises(AssertionError):  # shown nowhere: escaping proves nothing then
+        check_markup(page.format("nothing"), IMG)
+
+
 def test_markup_in_tasks_dead_letters_and_the_audit_log_is_shown_escaped(
     hostile_app: Flask, start_webapp_worker: Any, probe: Probe
 ) -> None:
@@ -695,3 +712,99 @@ def test_markup_in_tasks_dead_letters_and_the_audit_log_is_shown_escaped(
     # The sign-in page echoes ``next`` into its form.
     anonymous = app.test_client()
     assert_escaped(anonymous.get(f"/login?next={quote(IMG)}"), IMG, what="/login?next=")
+
+
+def test_markup_in_quiz_answers_orders_reports_and_documents_is_shown_escaped(
+    hostile_app: Flask, start_webapp_worker: Any, tmp_path: Path
+) -> None:
+    app = hostile_app
+    client = signed_in(app, "vera")
+    start_webapp_worker(
+        "grading", "documents", env={"WEBAPP_STORAGE_DIR": str(tmp_path / "storage")}
+    )
+
+    # Quizzes: an answer left out shows the form again with the others in their inputs;
+    # once graded, the result page shows what was answered.
+    with app.app_context():
+        q1, q2 = db.session.scalars(
+            sa.select(Question.id)
+            .join(Quiz)
+            .where(Quiz.slug == "hostile")
+            .order_by(Question.position)
+        ).all()
+    page = client.get("/quizzes/hostile").get_data(as_text=True)
+    form = {
+        "csrf_token": csrf_token_from(page),
+        "token": re.search(r'name="token" value="([^"]+)"', page).group(1),
+    }
+    incomplete = client.post("/quizzes/hostile", data={**form, f"q{q1}": IMG, f"q{q2}": ""})
+    assert incomplete.status_code == 400
+    assert_escaped(incomplete, IMG, what="quiz form shown again")
+    submitted = client.post("/quizzes/hostile", data={**form, f"q{q1}": IMG, f"q{q2}": SCRIPT})
+    assert submitted.status_code == 303, submitted.get_data(as_text=True)
+    result = submitted.headers["Location"]
+    wait_until(
+        lambda: client.get(f"{result}/status").get_json()["state"] == "graded",
+        timeout=15,
+        what="the submission graded",
+    )
+    assert_escaped(client.get(result), SCRIPT, IMG, what="quiz result")
+    assert_readable_error(client.get(f"/quizzes/{quote(IMG, safe='')}"), 404, "no quiz called")
+    assert_escaped(client.get(f"/quizzes/{quote(IMG, safe='')}"), IMG, what="unknown quiz")
+
+    # Orders: the name, items and e-mail address on the list, the order and the
+    # notifications; a form with an error shows the values again.
+    order = {**ORDER, "customer_name": SCRIPT, "items": IMG, "email": f"x{SVG}@example.com"}
+    placed = client.post("/orders", data={**order, "csrf_token": token_of(client, "/orders")})
+    assert placed.status_code == 302, placed.get_data(as_text=True)
+    assert_escaped(client.get(placed.headers["Location"]), SCRIPT, IMG, SVG, what="order")
+    assert_escaped(client.get("/orders"), SCRIPT, IMG, SVG, what="/orders")
+    assert_escaped(client.get("/orders/notifications"), what="/orders/notifications")
+    wrong = client.post(
+        "/orders", data={**order, "phone": IMG, "csrf_token": token_of(client, "/orders")}
+    )
+    assert wrong.status_code == 400
+    assert_escaped(wrong, SCRIPT, IMG, SVG, what="order form shown again")
+
+    # Reports: the filter described on the search, export and aggregates pages, and
+    # echoed into the form (with its error messages).
+    filters = {"agency": IMG, "category": SVG, "text": SCRIPT}
+    for action in ("search", "export_csv"):
+        started = client.post(
+            "/reports/run",
+            data={**filters, "action": action, "csrf_token": token_of(client, "/reports")},
+        )
+        assert started.status_code == 302, started.get_data(as_text=True)
+        assert_escaped(client.get(started.headers["Location"]), SCRIPT, IMG, SVG, what=action)
+    query = "&".join(f"{k}={quote(v)}" for k, v in filters.items())
+    assert_escaped(client.get(f"/reports/aggregates?{query}"), SCRIPT, IMG, SVG)
+    assert_escaped(client.get(f"/reports?{query}"), SCRIPT)
+    assert_escaped(client.get("/reports"), SCRIPT, IMG, SVG, what="recent exports")
+    bad = client.post(
+        "/reports/run",
+        data={**filters, "date_from": IMG, "action": SCRIPT, "csrf_token": token_of(client, "/")},
+    )
+    assert bad.status_code == 400
+    assert_escaped(bad, SCRIPT, IMG, what="reports form shown again")
+
+    # Documents: the uploaded file's name, and the questions found in it once processed.
+    paper_text = f"1. Is {SCRIPT} a question?\n2. And {IMG}?\n"
+    uploaded = client.post(
+        "/documents",
+        data={
+            "csrf_token": token_of(client, "/documents"),
+            # A browser sends a file named '"><img ...>.md' with its quote as %22.
+            "file": (io.BytesIO(paper_text.encode()), IMG.replace('"', "%22") + ".md"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert uploaded.status_code == 302, uploaded.get_data(as_text=True)
+    document = uploaded.headers["Location"]
+    assert_escaped(client.get("/documents"), IMG, what="/documents")
+    wait_until(
+        lambda: client.get(f"{document}/status").get_json()["finished"],
+        timeout=20,
+        what="the document processed",
+    )
+    assert client.get(f"{document}/status").get_json()["status"] == "done"
+    assert_escaped(client.get(document), SCRIPT, IMG, what="document")
