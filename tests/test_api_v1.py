@@ -9,11 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import schemathesis
 import sqlalchemy as sa
 from flask import Flask
-from hypothesis import HealthCheck, given, settings
-from schemathesis import GenerationMode
 
 from taskcore.history import create_schema, write_events
 from webapp.auth.models import AuditEntry
@@ -30,8 +27,6 @@ from .webapp_helpers import (
     make_web_app,
 )
 
-#: Examples schemathesis generates per operation (keeps the run well under a minute).
-FUZZ_EXAMPLES = 15
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -619,56 +614,3 @@ def test_the_openapi_document(anonymous: Api) -> None:
     assert set(submit["responses"]) == {"202", "400", "401", "403", "404", "409", "413", "503"}
     assert "/api/tasks" not in str(document["paths"])  # the old routes are gone
     assert anonymous.client.post("/api/tasks", json={}).status_code == 404
-
-
-# --- schemathesis: the API against its own document ---------------------------------
-
-
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_the_api_answers_as_its_document_says(
-    app: Flask, amqp_url: str, mode: GenerationMode
-) -> None:
-    """Every operation with generated valid (or invalid) input and an operator token:
-    never a 5xx; every answer's status, content type and body as documented; valid input
-    accepted, invalid input refused (all of schemathesis's default checks)."""
-    token = add_token(app, "fuzz", "operator")
-    config = schemathesis.Config.from_dict(
-        {
-            "auth": {"openapi": {"bearer": {"bearer": token}}},
-            # A well-formed but unknown history cursor is rightly refused: the document
-            # cannot say which opaque strings are cursors.
-            # Likewise an upload's content (a .txt, .md or real PDF file: 415 otherwise)
-            # and a report filter's date range in order (422 otherwise).
-            "operations": [
-                {
-                    "include-path": path,
-                    "checks": {"positive_data_acceptance": {"enabled": False}},
-                }
-                for path in (
-                    "/api/v1/history",
-                    "/api/v1/documents",
-                    "/api/v1/reports/exports",
-                    "/api/v1/reports/searches",
-                )
-            ],
-        }
-    )
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=config)
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 18
-    if mode is GenerationMode.NEGATIVE:  # only where there is input to get wrong
-        operations = [op for op in operations if op.path_parameters or op.query or op.body]
-
-    for operation in operations:
-
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(
-            max_examples=FUZZ_EXAMPLES,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        def answers_as_documented(case: Any) -> None:
-            case.call_and_validate()
-
-        answers_as_documented()

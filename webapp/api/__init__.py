@@ -11,7 +11,8 @@ document at ``/api/v1/openapi.json`` is generated from them.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from ..security import csrf
 from .endpoint import DEFAULT_MAX_CONTENT_LENGTH
@@ -33,6 +34,22 @@ def _limit_body_size() -> None:
     request.max_content_length = current_app.config.get(
         "API_MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH
     )
+
+
+@api.after_app_request
+def _allow_methods(response: Response) -> Response:
+    """A method a path of the API does not take is refused by routing, before the blueprint
+    is known, so the app's own handler answers the 405 (in the API's shape, but without
+    the ``Allow`` header RFC 9110 requires): list the methods the path takes."""
+    refused = request.routing_exception
+    if (
+        isinstance(refused, MethodNotAllowed)
+        and refused.valid_methods
+        and request.path.startswith(f"{api.url_prefix}/")
+        and "Allow" not in response.headers
+    ):
+        response.headers["Allow"] = ", ".join(sorted(refused.valid_methods))
+    return response
 
 
 register_error_handlers(api)

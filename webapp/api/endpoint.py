@@ -11,6 +11,7 @@ decorator applies them, and ``openapi.py`` reads the same description to write t
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -183,8 +184,18 @@ def _json_object(required: bool) -> dict[str, Any]:
         return {}
     try:
         data = request.get_json(force=True, silent=False)
+        # Text every store can hold: a lone surrogate (an unpaired "\ud800" escape) is
+        # valid JSON but no Unicode, and PostgreSQL, Redis and the broker refuse it.
+        json.dumps(data, ensure_ascii=False).encode()
     except HTTPBadRequest:
         raise BadRequest("send a JSON object: the body is not valid JSON") from None
+    except RecursionError:
+        raise BadRequest("send a JSON object: the body is nested too deeply") from None
+    except UnicodeEncodeError:
+        raise BadRequest(
+            "send Unicode text: the body holds a lone surrogate (an unpaired \\ud800-\\udfff"
+            " escape)"
+        ) from None
     if not isinstance(data, dict):
         raise BadRequest(f"send a JSON object, not {_JSON_KINDS.get(type(data), 'that')}")
     return data

@@ -76,7 +76,12 @@ def _too_large(exc: RequestEntityTooLarge) -> Response:
 
 
 def _http_error(exc: HTTPException) -> Response:
-    return error_reply(exc.code or 500, exc.description or exc.name)
+    reply = error_reply(exc.code or 500, exc.description or exc.name)
+    # What the exception says beyond its body (Allow of a 405, WWW-Authenticate of a 401).
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            reply.headers[name] = value
+    return reply
 
 
 def _unexpected(exc: Exception) -> Response:

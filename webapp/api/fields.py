@@ -109,3 +109,35 @@ class FullMatch(validate.Regexp):
         if not isinstance(value, str) or self.regex.fullmatch(value) is None:
             raise ValidationError(self._format_error(value))
         return value
+
+
+class JSONBoolean(fields.Boolean):
+    """``true`` or ``false`` and nothing else: marshmallow's Boolean also takes 0, 1,
+    "yes", "on"..., which the document (``type: boolean``) refuses."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class JSONInteger(fields.Integer):
+    """A JSON integer (``5``, or ``5.0`` as JSON Schema counts it): not ``true``,
+    ``"5"`` or ``5.5``, which marshmallow's Integer takes (5.5 as 5) and the document
+    refuses."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole:  # marshmallow would make 5.5 a 5
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(int(value), attr, data, **kwargs)
+
+
+class JSONNumber(fields.Float):
+    """A JSON number: not ``true``, not ``"1.5"`` or ``"nan"``, which marshmallow's Float
+    takes and the document refuses."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)

@@ -22,7 +22,7 @@ from taskcore.errors import ConfigurationError
 from taskcore.ratelimit import parse_rate
 from taskcore.states import State
 
-from .fields import FullMatch, JSONText, Moment, Timestamp
+from .fields import FullMatch, JSONBoolean, JSONInteger, JSONNumber, JSONText, Moment, Timestamp
 
 #: Queue names as taskcore accepts them (``taskcore.topology``).
 QUEUE_PATTERN = r"^(?!.*\.dead$)[A-Za-z0-9_][A-Za-z0-9_.:-]{0,200}$"
@@ -35,6 +35,7 @@ STATES = [s.value for s in State]
 ID_PATTERN = r"^[^/\x00]{1,200}$"
 #: Text for a database query: no NUL (PostgreSQL refuses it).
 TEXT_PATTERN = r"^[^\x00]*$"
+NO_NUL = "must not contain NUL characters"
 #: Longest delay a submission may ask for (the broker's delay cascade holds about 77 days).
 MAX_COUNTDOWN = 60 * 86400
 MAX_IDS = 1000
@@ -50,11 +51,17 @@ def _nullable_string(**kwargs: Any) -> fields.String:
     return fields.String(allow_none=True, **kwargs)
 
 
+def _task_id() -> fields.String:
+    """A task id in a body: 1 to 200 characters, no NUL (they go to the audit log)."""
+    checks = [validate.Length(min=1, max=200), FullMatch(TEXT_PATTERN, error=NO_NUL)]
+    return fields.String(validate=checks)
+
+
 def _filter(max_length: int, **kwargs: Any) -> fields.String:
     """An optional query filter: 1 to ``max_length`` characters, no NUL."""
     checks = [
         validate.Length(min=1, max=max_length),
-        FullMatch(TEXT_PATTERN, error="must not contain NUL characters"),
+        FullMatch(TEXT_PATTERN, error=NO_NUL),
     ]
     return fields.String(load_default=None, validate=checks, **kwargs)
 
@@ -89,7 +96,7 @@ class SubmitTaskSchema(Schema):
     kwargs = fields.Dict(
         keys=fields.String(), values=fields.Raw(allow_none=True), load_default=dict
     )
-    countdown = fields.Float(
+    countdown = JSONNumber(
         load_default=None,
         allow_none=True,
         validate=validate.Range(min=0, max=MAX_COUNTDOWN),
@@ -98,7 +105,7 @@ class SubmitTaskSchema(Schema):
     queue = _nullable_string(
         load_default=None, validate=FullMatch(QUEUE_PATTERN, error=QUEUE_ERROR)
     )
-    priority = fields.Integer(
+    priority = JSONInteger(
         load_default=None, allow_none=True, validate=validate.Range(min=0, max=9)
     )
     idempotency_key = _nullable_string(
@@ -171,7 +178,7 @@ class TaskStatusSchema(ArgumentsMixin):
 class CancelSchema(Schema):
     """Body of ``POST /tasks/<id>/cancel`` (may be empty)."""
 
-    terminate = fields.Boolean(
+    terminate = JSONBoolean(
         load_default=False, metadata={"description": "also stop it if it is running"}
     )
 
@@ -308,15 +315,17 @@ class ReplaySchema(Schema):
     }
 
     ids = fields.List(
-        fields.String(validate=validate.Length(min=1, max=200)),
+        _task_id(),
         load_default=None,
         allow_none=False,
         validate=validate.Length(min=1, max=MAX_IDS),
     )
     task = fields.String(
-        load_default=None, allow_none=False, validate=validate.Length(min=1, max=300)
+        load_default=None,
+        allow_none=False,
+        validate=[validate.Length(min=1, max=300), FullMatch(TEXT_PATTERN, error=NO_NUL)],
     )
-    all = fields.Boolean(load_default=False)
+    all = JSONBoolean(load_default=False)
 
     @validates_schema
     def _one_choice(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -337,7 +346,7 @@ class DiscardSchema(Schema):
     """Body of ``POST .../dead-letters/discard``."""
 
     ids = fields.List(
-        fields.String(validate=validate.Length(min=1, max=200)),
+        _task_id(),
         required=True,
         validate=validate.Length(min=1, max=MAX_IDS),
     )

@@ -15,7 +15,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from ..orders.models import NOTIFICATION_STATES, STATUSES
 from ..reports.models import FORMATS
 from .fields import _MONTH_DAY, _YEAR, FullMatch, Timestamp
-from .schemas import TEXT_PATTERN
+from .schemas import NO_NUL, TEXT_PATTERN
 
 #: Ids in paths: a quiz submission, an order (PostgreSQL integers), a document (a UUID),
 #: an export or a search (32 hex digits).
@@ -23,7 +23,6 @@ INTEGER_ID = r"^[0-9]{1,9}$"
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 JOB_ID = r"^[0-9a-f]{32}$"
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-NO_NUL = "must not contain NUL characters"
 #: White space as Python sees it (``str.isspace``, ``str.split``), spelled out: a pattern's
 #: ``\s`` means less in JSON Schema (ECMA 262) than in the checks it stands for.
 _WS = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
