@@ -60,6 +60,15 @@ class Schedule:
         moment = datetime.fromtimestamp(t, UTC)
         return self.cron.next_after(moment).timestamp()
 
+    def latest_at_or_before(self, t: float, *, after: float) -> float:
+        """The latest fire time in (``after``, ``t``]; ``after`` itself if there is none."""
+        if self.every is not None:
+            return max(after, math.floor(t / self.every) * self.every)
+        latest, following = after, self.next_after(after)
+        while following <= t:
+            latest, following = following, self.next_after(following)
+        return latest
+
     def due(self, last: float, now: float) -> tuple[list[float], float | None]:
         """Fire times in (last, now] to run under the missed-fire policy, and the latest
         fire time in (last, now] (None if there is none), which becomes the new ``last``."""

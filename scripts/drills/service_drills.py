@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import redis_restart
+from . import beats, redis_restart
 from .report import Report
 
 #: Drill name -> run(short) -> Report; merged into ``python -m scripts.drills``.
 SERVICE_DRILLS: dict[str, Callable[[bool], Report]] = {
     "redis": redis_restart.run,
+    "beats": beats.run,
 }
