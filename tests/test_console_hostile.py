@@ -379,6 +379,10 @@ def signed_in(app: Flask, name: str) -> FlaskClient:
     return client
 
 
+#: A page that carries a CSRF token and asks only the database (not the broker).
+CHEAP = "/audit"
+
+
 def token_of(client: FlaskClient, page: str = "/login") -> str:
     return csrf_token_from(client.get(page).get_data(as_text=True))
 
@@ -529,19 +533,18 @@ def test_posts_without_a_valid_csrf_token_are_refused_and_change_nothing(world: 
     app = world.app
     client = signed_in(app, "otto")
     other = signed_in(app, "vera")
-    foreign = token_of(other, "/")  # valid, but for another session
+    foreign = token_of(other, CHEAP)  # valid, but for another session
     posts = effective_posts(world, client)
     assert set(posts) == endpoints(app, "POST"), "give every POST route a form here"
-    refused = 0
+    for _, form in posts.values():
+        form()  # whatever building a form needs (opening the quiz) happens before
+    before = world.snapshot()
     for endpoint, (url, form) in posts.items():
-        form()  # whatever building the form needs happens before the snapshot
-        before = world.snapshot()
         for token in (None, "", "forged", foreign, foreign[:-4] + "AAAA"):
             data = form()
             if token is not None:
                 data["csrf_token"] = token
             assert_readable_error(post(client, url, data), 400, "The form could not be checked")
-            refused += 1
         if ACCESS[endpoint] != PUBLIC:
             # A bearer header skips the CSRF check, but then only the token counts, not the
             # session cookie: a garbage one is refused (401) without a sign-in.
@@ -550,13 +553,11 @@ def test_posts_without_a_valid_csrf_token_are_refused_and_change_nothing(world: 
         assert changed(before, world.snapshot()) == {}, f"{endpoint}: a refused post changed it"
 
         # The same form with the page's token does something: the refusals above were real.
-        accepted = post(client, url, {**form(), "csrf_token": token_of(client, "/")})
+        accepted = post(client, url, {**form(), "csrf_token": token_of(client, CHEAP)})
         assert accepted.status_code in (200, 302, 303), (url, accepted.status_code)
-        assert changed(before, world.snapshot()), f"{endpoint}: the accepted post changed nothing"
-        if endpoint == "auth.login":
-            client = signed_in(app, "otto")  # a fresh session, as a browser would have
-            posts = effective_posts(world, client)
-    assert refused == 5 * len(posts)
+        after = world.snapshot()
+        assert changed(before, after), f"{endpoint}: the accepted post changed nothing"
+        before = after
 
 
 def test_a_viewer_is_refused_every_operator_action(world: World) -> None:
@@ -568,13 +569,13 @@ def test_a_viewer_is_refused_every_operator_action(world: World) -> None:
     before = world.snapshot()
     for endpoint in sorted(operator_only):
         url, form = posts[endpoint]
-        refused = post(client, url, {**form(), "csrf_token": token_of(client, "/")})
+        refused = post(client, url, {**form(), "csrf_token": token_of(client, CHEAP)})
         assert_readable_error(refused, 403, "This needs the operator role")
         # Nor through the JSON API's shape of the same request.
         as_json = post(
             client,
             url,
-            {**form(), "csrf_token": token_of(client, "/")},
+            {**form(), "csrf_token": token_of(client, CHEAP)},
             headers={"Accept": "application/json"},
         )
         assert as_json.status_code == 403, url
@@ -590,7 +591,7 @@ def test_a_viewer_is_refused_every_operator_action(world: World) -> None:
             assert_readable_unless_json(response)
     for endpoint, (url, form) in posts.items():
         if ACCESS[endpoint] == VIEWER:
-            response = post(client, url, {**form(), "csrf_token": token_of(client, "/")})
+            response = post(client, url, {**form(), "csrf_token": token_of(client, CHEAP)})
             assert response.status_code in (200, 302, 303, 400, 404), (url, response.status_code)
             assert_readable_unless_json(response)
 
@@ -673,23 +674,23 @@ def test_markup_in_tasks_dead_letters_and_the_audit_log_is_shown_escaped(
 
     # Operator actions on names with markup: audited, flashed and refused in escaped text.
     cancelled = post(
-        client, f"/tasks/{quote(IMG, safe='')}/cancel", {"csrf_token": token_of(client, "/")}
+        client, f"/tasks/{quote(IMG, safe='')}/cancel", {"csrf_token": token_of(client, CHEAP)}
     )
     assert cancelled.status_code == 302
     limited = post(
         client,
         "/rate-limits",
-        {"name": f"queue:{SVG}", "rate": "5/m", "csrf_token": token_of(client, "/")},
+        {"name": f"queue:{SVG}", "rate": "5/m", "csrf_token": token_of(client, CHEAP)},
     )
     assert limited.status_code == 302
     refused = post(
-        client, "/rate-limits", {"name": SCRIPT, "rate": IMG, "csrf_token": token_of(client, "/")}
+        client, "/rate-limits", {"name": SCRIPT, "rate": IMG, "csrf_token": token_of(client, CHEAP)}
     )
     assert_escaped(client.get(refused.headers["Location"]), IMG, what="bad rate flash")
     assert_escaped(client.get("/rate-limits"), SVG, what="/rate-limits")
     assert_escaped(client.get("/audit"), IMG, SVG, what="/audit")
     schedule = post(
-        client, f"/schedules/{quote(IMG, safe='')}/pause", {"csrf_token": token_of(client, "/")}
+        client, f"/schedules/{quote(IMG, safe='')}/pause", {"csrf_token": token_of(client, CHEAP)}
     )
     assert_readable_error(schedule, 404)
     assert_escaped(schedule, IMG, what="unknown schedule")
@@ -702,12 +703,12 @@ def test_markup_in_tasks_dead_letters_and_the_audit_log_is_shown_escaped(
     purge = post(
         client,
         f"/queues/{quote(IMG, safe='')}/purge",
-        {"confirm": IMG, "csrf_token": token_of(client, "/")},
+        {"confirm": IMG, "csrf_token": token_of(client, CHEAP)},
     )
     assert_readable_error(purge, 404, "There is no queue named")
     # A task whose arguments were never recorded cannot run again: a page says so.
     waiting = task_app.tasks["webapp.tasks.add"].apply_async((1, 1), countdown=60)
-    rerun = post(client, f"/tasks/{waiting.id}/rerun", {"csrf_token": token_of(client, "/")})
+    rerun = post(client, f"/tasks/{waiting.id}/rerun", {"csrf_token": token_of(client, CHEAP)})
     assert_readable_error(rerun, 409, "cannot be rerun")
     # The sign-in page echoes ``next`` into its form.
     anonymous = app.test_client()
@@ -782,7 +783,7 @@ def test_markup_in_quiz_answers_orders_reports_and_documents_is_shown_escaped(
     assert_escaped(client.get("/reports"), SCRIPT, IMG, SVG, what="recent exports")
     bad = client.post(
         "/reports/run",
-        data={**filters, "date_from": IMG, "action": SCRIPT, "csrf_token": token_of(client, "/")},
+        data={**filters, "date_from": IMG, "action": SCRIPT, "csrf_token": token_of(client, CHEAP)},
     )
     assert bad.status_code == 400
     assert_escaped(bad, SCRIPT, IMG, what="reports form shown again")
