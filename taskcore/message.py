@@ -130,16 +130,36 @@ class TaskMessage:
 
 def encode_body(task: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bytes:
     """JSON-encode a call's arguments; raise EncodeError naming the task if they are not JSON."""
+    call = {"args": list(args), "kwargs": dict(kwargs)}
     try:
-        return json.dumps(
-            {"args": list(args), "kwargs": dict(kwargs)},
-            separators=(",", ":"),
-            allow_nan=False,
-        ).encode()
+        text = json.dumps(call, separators=(",", ":"), allow_nan=False)
+        # json turns int, float, bool and None keys into strings: the task would get
+        # {"1": ...} for {1: ...}. (Checked after dumps, which refuses cycles.)
+        _refuse_non_string_keys(call)
     except (TypeError, ValueError) as exc:
-        raise EncodeError(
-            f"arguments of {task} must be JSON (str, int, float, bool, None, list, dict): {exc}"
-        ) from None
+        problem = exc
+    except RecursionError:
+        problem = ValueError("nested too deeply")
+    else:
+        return text.encode()
+    raise EncodeError(
+        f"arguments of {task} must be JSON (str, int, float, bool, None, list, dict "
+        f"with str keys): {problem}"
+    )
+
+
+def _refuse_non_string_keys(value: Any) -> None:
+    """Raise TypeError for the first dict key in ``value`` that is not a string."""
+    containers = (dict, list, tuple)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise TypeError(f"keys must be str, not {type(key).__name__} ({key!r})")
+            item = item.values()
+        stack.extend(inner for inner in item if isinstance(inner, containers))
 
 
 def decode(message: ReceivedMessage, queue: str) -> TaskMessage:
@@ -163,6 +183,8 @@ def decode(message: ReceivedMessage, queue: str) -> TaskMessage:
         payload = json.loads(message.body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("body is not JSON this worker can read: nested too deeply") from None
     if not isinstance(payload, dict):
         raise DecodeError(f"body must be a JSON object, got {type(payload).__name__}")
     args = payload.get("args", [])
@@ -170,7 +192,7 @@ def decode(message: ReceivedMessage, queue: str) -> TaskMessage:
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise DecodeError("body must hold 'args' as a list and 'kwargs' as an object")
     retries = headers.get(H_RETRIES, 0)
-    if not isinstance(retries, int) or retries < 0:
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise DecodeError(f"header {H_RETRIES} must be a non-negative integer, got {retries!r}")
     return TaskMessage(
         id=message.message_id or new_task_id(),
@@ -224,4 +246,4 @@ def due_at(headers: Mapping[str, Any]) -> float | None:
 def retries_of(message: ReceivedMessage) -> int:
     """Retries already made, read leniently (0 when the header is missing or garbage)."""
     value = (message.headers or {}).get(H_RETRIES, 0)
-    return value if isinstance(value, int) and value >= 0 else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
