@@ -1,8 +1,11 @@
 """Five-field cron expressions (minute hour day-of-month month day-of-week), in UTC.
 
-Supports ``*``, numbers, ranges ``a-b``, lists ``a,b``, steps ``*/n`` and
-``a-b/n``, month and weekday names (``jan``, ``mon``), and Sunday as 0 or 7.
-When both day fields are restricted, a day matches either (as in cron).
+Supports ``*``, numbers, ranges ``a-b``, lists ``a,b``, steps ``*/n``, ``a-b/n``
+and ``a/n`` (``a`` to the field's end), month and weekday names (``jan``, ``mon``),
+and Sunday as 0 or 7. When both day fields are restricted, a day matches either; a
+day field that starts with ``*`` (``*/2`` too) is no restriction, so a day must then
+match both (as in Vixie cron and cronie: ``0 0 */2 * mon`` is odd days that are
+Mondays).
 """
 
 from __future__ import annotations
@@ -63,19 +66,15 @@ class Cron:
             sets[2],
             sets[3],
             weekdays,
-            any_day=parts[2] == "*",
-            any_weekday=parts[4] == "*",
+            any_day=parts[2].startswith("*"),
+            any_weekday=parts[4].startswith("*"),
         )
 
     def _day_matches(self, moment: datetime) -> bool:
         in_days = moment.day in self.days
         in_weekdays = (moment.weekday() + 1) % 7 in self.weekdays
-        if self.any_day and self.any_weekday:
-            return True
-        if self.any_day:
-            return in_weekdays
-        if self.any_weekday:
-            return in_days
+        if self.any_day or self.any_weekday:
+            return in_days and in_weekdays
         return in_days or in_weekdays
 
     def next_after(self, moment: datetime) -> datetime:
@@ -103,7 +102,11 @@ def _parse_field(
         token = token.lower()
         if token in names:
             return names[token]
-        if not token.isdigit() or not lo <= int(token) <= hi:
+        # ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and other
+        # scripts' digits. No field's number has more than two, leading zeros aside (and
+        # int() refuses thousands).
+        digits = token.isascii() and token.isdigit() and len(token.lstrip("0")) <= 2
+        if not digits or not lo <= int(token) <= hi:
             raise ConfigurationError(
                 f"cron expression {expression!r}: {token!r} is not a valid {name} ({lo}-{hi})"
             )
