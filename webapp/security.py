@@ -13,6 +13,10 @@ from .auth.access import bearer_header_present
 csrf = CSRFProtect()
 
 MIN_SECRET_KEY_LENGTH = 16
+#: The largest request body read before a view decides (``FORM_MAX_CONTENT_LENGTH``):
+#: forms are small, and the CSRF and NUL checks read a form before any view runs. An
+#: upload view raises it for its own request (documents, the API).
+FORM_MAX_CONTENT_LENGTH = 1024 * 1024
 SESSION_LIFETIME = timedelta(hours=12)
 FLASK_DEFAULT_LIFETIME = timedelta(days=31)
 # No inline script or style anywhere: pages load console.js and console.css from /static.
@@ -75,7 +79,8 @@ def configure_cookies(app: Flask) -> None:
 
 
 def init_csrf(app: Flask) -> None:
-    """CSRF checks on every form post made with the session cookie.
+    """CSRF checks on every form post made with the session cookie, and a bound on the
+    body that reading the form for them may take in (``FORM_MAX_CONTENT_LENGTH``, 1 MiB).
 
     Requests that authenticate with an ``Authorization: Bearer`` header are exempt: a
     browser never sends that header by itself, so another site cannot forge such a
@@ -84,6 +89,14 @@ def init_csrf(app: Flask) -> None:
     # Flask-WTF's own hook would check every request; ours skips bearer-token calls.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
+
+    @app.before_request
+    def _limit_body() -> None:
+        """Bound what reading the form may take in (413 past it): without this, anyone,
+        signed in or not, could make the process read a body of any size into memory."""
+        limit = app.config.get("FORM_MAX_CONTENT_LENGTH", FORM_MAX_CONTENT_LENGTH)
+        configured = app.config.get("MAX_CONTENT_LENGTH")
+        request.max_content_length = min(limit, configured) if configured else limit
 
     @app.before_request
     def _check_csrf() -> None:

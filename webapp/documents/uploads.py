@@ -8,8 +8,9 @@ where a document is (what the page shows and both JSON endpoints return).
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import redis
@@ -30,6 +31,15 @@ KINDS_BY_EXTENSION = {".txt": "text", ".md": "markdown", ".markdown": "markdown"
 ACCEPTED = "plain text (.txt), Markdown (.md) and PDF (.pdf)"
 #: Room for the multipart envelope and the CSRF field around the file itself.
 FORM_OVERHEAD = 64 * 1024
+#: The longest name an upload is stored and shown under (the column's size).
+MAX_NAME = 255
+#: Character categories left out of a file's name: controls (NUL, which PostgreSQL text
+#: cannot hold, escape sequences, line breaks), invisible formatting (the bidirectional
+#: override that shows "evil\u202etxt.exe" as "evilexe.txt"), line and paragraph
+#: separators, lone surrogates.
+_HIDDEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+#: Zero-width (non-)joiners are formatting characters that some scripts need in words.
+_JOINERS = {"\u200c", "\u200d"}
 STATUS_LABELS = {
     "queued": "Queued",
     "delayed": "Delayed",
@@ -55,7 +65,7 @@ def store_upload(upload: FileStorage | None, owner: str, settings: DocumentSetti
     Nothing is sent here: see ``jobs.send_or_delay``."""
     if upload is None or not upload.filename:
         raise UploadRefused(400, "Choose a file to upload.")
-    name = Path(upload.filename.replace("\\", "/")).name[:255] or "document"
+    name = display_name(upload.filename)
     kind = KINDS_BY_EXTENSION.get(Path(name).suffix.lower())
     if kind is None:
         raise UploadRefused(
@@ -97,6 +107,23 @@ def store_upload(upload: FileStorage | None, owner: str, settings: DocumentSetti
         path.unlink(missing_ok=True)
         raise
     return document
+
+
+def display_name(filename: str) -> str:
+    """The name an upload is stored and shown under (never a path: files are named by
+    the document's id): the last part of what the browser sent, any folders (Windows ones
+    too) left out, in NFC, without control or invisible formatting characters, at most
+    ``MAX_NAME`` characters with its extension kept; ``document`` if nothing is left."""
+    text = unicodedata.normalize("NFC", filename)
+    text = "".join(c for c in text if c in _JOINERS or unicodedata.category(c) not in _HIDDEN)
+    name = PurePosixPath(text.replace("\\", "/")).name.strip()
+    if len(name) > MAX_NAME:
+        stem, dot, suffix = name.rpartition(".")
+        if dot and len(suffix) <= 10:
+            name = f"{stem[: MAX_NAME - len(suffix) - 1].rstrip()}.{suffix}"
+        else:
+            name = name[:MAX_NAME]
+    return name or "document"
 
 
 def visible_document(document_id: str, actor: str, is_operator: bool) -> Document | None:

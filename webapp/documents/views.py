@@ -24,6 +24,7 @@ from werkzeug.wrappers import Response
 
 from ..auth.access import Identity, current_identity, requires
 from ..db import db
+from ..errors import error_response
 from ..security import csrf
 from . import documents
 from .jobs import restart, send_or_delay
@@ -91,7 +92,7 @@ def _too_large(exc: RequestEntityTooLarge) -> Any:
     limit = human_size(for_app().max_upload_bytes)
     message = f"The file is too large: uploads may be at most {limit}."
     if current_identity() is None:
-        return message, 413
+        return error_response(413, message)
     return _render_index(message, 413)
 
 
