@@ -809,3 +809,23 @@ def test_markup_in_quiz_answers_orders_reports_and_documents_is_shown_escaped(
     )
     assert client.get(f"{document}/status").get_json()["status"] == "done"
     assert_escaped(client.get(document), SCRIPT, IMG, what="document")
+
+
+def test_an_unexpected_error_gets_a_page_without_the_traceback(database_url: str) -> None:
+    """Outside tests and debugging an exception is a 500: the console's page (it was
+    werkzeug's bare one), or JSON for an API client; never the exception's text."""
+    app = create_app({"SECRET_KEY": "s" * 32, "DATABASE_URL": database_url})
+
+    def fail() -> str:
+        raise ZeroDivisionError(SCRIPT)
+
+    app.add_url_rule("/_fail", "fail", fail)
+    try:
+        client = app.test_client()
+        html = assert_readable_error(client.get("/_fail"), 500, "Something went wrong")
+        assert "ZeroDivisionError" not in html and "alert(1)" not in html
+        as_json = client.get("/_fail", headers={"Accept": "application/json"})
+        assert as_json.status_code == 500
+        assert as_json.get_json()["error"]["message"].startswith("Something went wrong")
+    finally:
+        close_web_app(app)
