@@ -300,6 +300,12 @@ class RecorderCollector(Collector):
             "Batches of events the database refused (they went back to the queue).",
             value=recorder.write_errors,
         )
+        yield CounterMetricFamily(
+            "taskcore_recorder_events_dropped",
+            "Task events the recorder's full queue dropped (oldest first), never written; "
+            "counted when a recorder drains them from <namespace>.events.dropped.",
+            value=recorder.dropped,
+        )
         behind_from = recorder.behind_from
         yield GaugeMetricFamily(
             "taskcore_recorder_lag_seconds",

@@ -3,6 +3,12 @@
 Events wait in a durable queue, so a recorder that was stopped catches up
 when it starts again. A batch is acknowledged only after its transaction
 committed; if the database is down, the batch goes back to the queue.
+
+The queue is capped (topology.RECORDER_QUEUE_MAX messages); when it is full
+the broker drops its oldest messages into ``<namespace>.events.dropped``,
+which the recorder drains and counts (``dropped``, the metric
+``taskcore_recorder_events_dropped_total``, and a warning in the log): those
+events never reach the history, and now somebody knows.
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ class Recorder:
         self.written = 0
         #: Batches the database refused (``taskcore_recorder_write_errors_total``).
         self.write_errors = 0
+        #: Events the full queue dropped, counted (``taskcore_recorder_events_dropped_total``).
+        self.dropped = 0
+        self._dropped_unlogged = 0
         #: The ``at`` of the newest event written, None while idle: the lag is now minus this.
         self.behind_from: float | None = None
         #: (delivery tag, its events) of the messages not yet written.
@@ -63,17 +72,30 @@ class Recorder:
         try:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.batch_size * 2)
-            await self.app.topology.declare_base(channel)
-            queue = await self.app.topology.declare_recorder_queue(channel)
+            topology = self.app.topology
+            await topology.declare_base(channel)
+            queue = await topology.declare_recorder_queue(channel)
+            dropped = await topology.declare_recorder_dropped_queue(channel)
+            waiting = dropped.declaration_result.message_count or 0
+            if waiting >= topology.recorder_dropped_max:
+                log.error(
+                    "%s is full (%d messages): more event messages were dropped than it keeps; "
+                    "taskcore_recorder_events_dropped_total counts only those it kept",
+                    dropped.name,
+                    waiting,
+                )
             # On aiormq's channel: no aio-pika message object per delivery, and one ack
             # (or nack) per batch (measured: see write_events and scripts/bench.py).
             raw = self._raw = await channel.get_underlay_channel()
+            # Dropped messages are only counted: taken without acknowledgements.
+            counting = await raw.basic_consume(dropped.name, self._on_dropped, no_ack=True)
             ok = await raw.basic_consume(queue.name, self._on_event)
             log.info("recorder consuming %s into %s", queue.name, self.engine.url)
             while not self._stop.is_set():
                 await wait_any(self._stop, self._full, timeout=self.flush_interval)
                 await self._flush()
             await raw.basic_cancel(str(ok.consumer_tag))
+            await raw.basic_cancel(str(counting.consumer_tag))
             await self._flush()
         finally:
             await connection.close()
@@ -85,8 +107,22 @@ class Recorder:
         if self._pending_events >= self.batch_size:
             self._full.set()
 
+    async def _on_dropped(self, message: DeliveredMessage) -> None:
+        count = len(read_events(message.body))
+        self.dropped += count
+        self._dropped_unlogged += count
+
     async def _flush(self) -> None:
         self._full.clear()
+        if self._dropped_unlogged:
+            log.warning(
+                "%d task events were dropped by the full queue %s (capped at %d messages, "
+                "oldest dropped first): they are not in the history",
+                self._dropped_unlogged,
+                self.app.topology.recorder_queue,
+                self.app.topology.recorder_queue_max,
+            )
+            self._dropped_unlogged = 0
         if not self._batch:
             self.behind_from = None  # idle: nothing waits to be written
             return

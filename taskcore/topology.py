@@ -6,6 +6,7 @@ connects, so a fresh broker (or vhost) needs no set-up step.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -18,9 +19,13 @@ from . import delays
 from .errors import ConfigurationError
 from .ratelimit import parse_rate
 
+log = logging.getLogger(__name__)
+
 DEAD_SUFFIX = ".dead"
-#: Events kept for a stopped recorder before the oldest are dropped.
+#: Event messages kept for a stopped recorder before the oldest are dropped.
 RECORDER_QUEUE_MAX = 1_000_000
+#: Dropped event messages kept for the recorder to count (see declare_recorder_queue).
+RECORDER_DROPPED_MAX = 100_000
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,200}$")
 
 
@@ -104,6 +109,11 @@ class Topology:
         self.events_exchange = f"{namespace}.events"
         #: Durable queue where ``taskcore recorder`` collects the events.
         self.recorder_queue = f"{namespace}.events.recorder"
+        #: Where the recorder queue dead-letters the messages it drops when full.
+        self.recorder_dropped_queue = f"{namespace}.events.dropped"
+        #: The caps of those two queues, in messages (tests make them tiny).
+        self.recorder_queue_max = RECORDER_QUEUE_MAX
+        self.recorder_dropped_max = RECORDER_DROPPED_MAX
 
     def address(self, queue: str, delay: float = 0.0) -> tuple[str, str]:
         """Exchange and routing key that reach work queue ``queue`` after ``delay`` seconds."""
@@ -164,18 +174,61 @@ class Topology:
 
     async def declare_recorder_queue(self, channel: AbstractChannel) -> AbstractQueue:
         """The recorder's durable event queue; from its first declaration on it keeps events
-        while no recorder runs (capped, oldest dropped first, so it cannot fill the broker)."""
-        queue = await channel.declare_queue(
-            self.recorder_queue,
+        while no recorder runs (capped, oldest dropped first, so it cannot fill the broker).
+
+        Nothing is dropped silently: the queue dead-letters each message it drops from
+        its head (reason ``maxlen``) through the default exchange into
+        ``<namespace>.events.dropped``, which the recorder drains and counts
+        (``taskcore_recorder_events_dropped_total``). That queue is capped too
+        (``RECORDER_DROPPED_MAX`` messages, oldest dropped): a recorder that comes back
+        after more drops than that counts that many and logs that it counted a part.
+        Dead-lettering is done by the broker itself, so drops are counted even while no
+        recorder runs, at no cost to workers, which publish events without waiting.
+
+        A recorder queue declared by an older taskcore (no dead-lettering) or with another
+        cap is used as it is, with a warning that says how to count its drops.
+        """
+        await self.declare_recorder_dropped_queue(channel)
+        arguments = {
+            "x-max-length": self.recorder_queue_max,
+            "x-overflow": "drop-head",
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.recorder_dropped_queue,
+            **CLASSIC_V2,
+        }
+        try:
+            queue = await channel.declare_queue(
+                self.recorder_queue, durable=True, arguments=arguments
+            )
+        except ChannelPreconditionFailed as exc:
+            await channel.reopen()  # the failed declaration closed it
+            queue = await channel.declare_queue(self.recorder_queue, passive=True)
+            log.warning(
+                "%s exists with other arguments (%s), probably from an older taskcore: using "
+                "it as it is; events it drops when full are not counted unless it dead-letters "
+                "them to %s: rabbitmqctl set_policy --apply-to queues recorder-drops "
+                '\'^%s$\' \'{"dead-letter-exchange": "", "dead-letter-routing-key": '
+                '"%s"}\' (or delete the queue while no recorder runs and it is empty)',
+                self.recorder_queue,
+                exc,
+                self.recorder_dropped_queue,
+                re.escape(self.recorder_queue),
+                self.recorder_dropped_queue,
+            )
+        await queue.bind(self.events_exchange, "task.#")
+        return queue
+
+    async def declare_recorder_dropped_queue(self, channel: AbstractChannel) -> AbstractQueue:
+        """The queue of event messages the recorder queue dropped, waiting to be counted."""
+        return await channel.declare_queue(
+            self.recorder_dropped_queue,
             durable=True,
             arguments={
-                "x-max-length": RECORDER_QUEUE_MAX,
+                "x-max-length": self.recorder_dropped_max,
                 "x-overflow": "drop-head",
                 **CLASSIC_V2,
             },
         )
-        await queue.bind(self.events_exchange, "task.#")
-        return queue
 
     async def declare_queue(self, channel: AbstractChannel, queue: str) -> None:
         """Declare work queue ``queue``, its dead-letter queue, and their bindings."""
