@@ -117,14 +117,14 @@ NUL_MESSAGE = (
 
 
 def reject_nul_characters() -> None:
-    """Refuse (400) a query string or form holding a NUL character.
+    """Refuse (400) a path, query string or form holding a NUL character.
 
     PostgreSQL text cannot store NUL, so such input would otherwise fail deep inside a
     view as a 500. Bodies a view reads under its own size limit (JSON for the API,
     multipart uploads) are left to the view: reading them here would bypass that limit.
     The API's schemas refuse NUL in the fields they store.
     """
-    values = [v for _, vs in request.args.lists() for v in vs]
+    values = [request.path, *(v for _, vs in request.args.lists() for v in vs)]
     if request.mimetype == "application/x-www-form-urlencoded":
         values += [v for _, vs in request.form.lists() for v in vs]
     if any("\x00" in value for value in values):

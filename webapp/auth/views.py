@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_login import login_user, logout_user
 
 from ..db import db
@@ -21,6 +21,8 @@ auth.cli.add_command(user_cli)
 auth.cli.add_command(token_cli)
 
 AUDIT_PER_PAGE = 50
+#: Pages past this are answered 404 before any query (their offset would not fit a bigint).
+MAX_AUDIT_PAGE = 10**9
 
 
 @auth.route("/login", methods=["GET", "POST"])
@@ -77,5 +79,8 @@ def audit_log() -> Any:
         query = query.where(AuditEntry.actor == actor)
     if action:
         query = query.where(AuditEntry.action == action)
+    wanted = request.args.get("page", type=int)
+    if wanted is not None and wanted > MAX_AUDIT_PAGE:  # its OFFSET would overflow: a 500
+        abort(404, description=f"The audit log has no page {wanted}.")
     page = db.paginate(query, per_page=AUDIT_PER_PAGE, max_per_page=AUDIT_PER_PAGE)
     return render_template("auth/audit.html", page=page, actor=actor, action=action)
