@@ -30,7 +30,9 @@ from taskcore import TaskApp
 from taskcore.errors import DecodeError, EncodeError
 from taskcore.message import CONTENT_TYPE, H_ETA, H_QUEUE, H_RETRIES, TaskMessage, decode
 
-PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTIES = settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 #: Any Python string, lone surrogates included (JSON carries them as \ud800 escapes).
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=20)

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from taskcore.cron import Cron
 from taskcore.errors import ConfigurationError
 
-PROPERTIES = settings(max_examples=200, deadline=None)
+PROPERTIES = settings(max_examples=200, deadline=None, database=None)
 HORIZON = timedelta(days=366 * 5)
 MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
