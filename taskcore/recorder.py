@@ -14,23 +14,31 @@ events never reach the history, and now somebody knows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from aio_pika.abc import AbstractConnection
 from aiormq.abc import AbstractChannel as RawChannel
 from aiormq.abc import DeliveredMessage
+from aiormq.exceptions import ChannelInvalidStateError
 
 from .aio import wait_any
-from .broker import connect
+from .broker import CONNECTION_ERRORS, connect
+from .errors import BrokerUnavailable
 from .history import write_events
 
 if TYPE_CHECKING:
     from .app import TaskApp
 
 log = logging.getLogger("taskcore.recorder")
+
+#: Seconds before the first try to reconnect after losing the broker; doubling up to the max.
+RECONNECT_FIRST = 0.5
+RECONNECT_MAX = 10.0
 
 
 class Recorder:
@@ -62,13 +70,45 @@ class Recorder:
         self._pending_events = 0
         self._stop = asyncio.Event()
         self._full = asyncio.Event()
+        self._lost = asyncio.Event()
+        #: Times the recorder connected again after losing the broker.
+        self.reconnects = 0
 
     def request_stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
-        """Record until request_stop(); the last partial batch is written before returning."""
+        """Record until request_stop(); the last partial batch is written before returning.
+
+        A broker that cannot be reached at the start raises BrokerUnavailable. Once
+        running, a lost connection is reconnected with capped exponential backoff
+        (0.5 s up to 10 s); the messages of a batch not yet acknowledged are delivered
+        again by the broker (written twice if their transaction had committed).
+        """
         connection = await connect(self.app.settings)
+        delay = RECONNECT_FIRST
+        while True:
+            if await self._session(connection):
+                delay = RECONNECT_FIRST  # it consumed: the next loss starts the backoff anew
+            while not self._stop.is_set():
+                await wait_any(self._stop, timeout=delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+                try:
+                    connection = await connect(self.app.settings)
+                except (BrokerUnavailable, *CONNECTION_ERRORS, TimeoutError) as exc:
+                    log.warning("recorder cannot reconnect (%s); next try in %.1fs", exc, delay)
+                    continue
+                self.reconnects += 1
+                break
+            if self._stop.is_set():
+                return
+
+    async def _session(self, connection: AbstractConnection) -> bool:
+        """Record on ``connection`` until a stop (True) or until it is lost; whether it got
+        as far as consuming. The connection is closed on the way out."""
+        self._lost.clear()
+        connection.close_callbacks.add(self._on_closed)
+        consuming = False
         try:
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=self.batch_size * 2)
@@ -84,21 +124,41 @@ class Recorder:
                     dropped.name,
                     waiting,
                 )
+            # The broker closes the channel on its own for a consumer (ack) timeout: treat
+            # that like a lost connection (not before: a declaration may close and reopen it).
+            channel.close_callbacks.add(self._on_closed)
             # On aiormq's channel: no aio-pika message object per delivery, and one ack
             # (or nack) per batch (measured: see write_events and scripts/bench.py).
             raw = self._raw = await channel.get_underlay_channel()
             # Dropped messages are only counted: taken without acknowledgements.
             counting = await raw.basic_consume(dropped.name, self._on_dropped, no_ack=True)
             ok = await raw.basic_consume(queue.name, self._on_event)
+            consuming = True
             log.info("recorder consuming %s into %s", queue.name, self.engine.url)
             while not self._stop.is_set():
-                await wait_any(self._stop, self._full, timeout=self.flush_interval)
+                await wait_any(self._stop, self._full, self._lost, timeout=self.flush_interval)
+                if self._lost.is_set():
+                    raise ChannelInvalidStateError("the broker closed the connection")
                 await self._flush()
             await raw.basic_cancel(str(ok.consumer_tag))
             await raw.basic_cancel(str(counting.consumer_tag))
             await self._flush()
+            return True
+        except (*CONNECTION_ERRORS, TimeoutError) as exc:
+            # Unacknowledged deliveries of a lost channel go back to the queue by themselves.
+            self._batch.clear()
+            self._pending_events = 0
+            if not self._stop.is_set():
+                log.error("recorder lost the broker (%s); reconnecting", exc)
+            return consuming
         finally:
-            await connection.close()
+            self._raw = None
+            connection.close_callbacks.discard(self._on_closed)
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    def _on_closed(self, sender: object, exc: BaseException | None) -> None:
+        self._lost.set()
 
     async def _on_event(self, message: DeliveredMessage) -> None:
         events = read_events(message.body)
@@ -126,6 +186,8 @@ class Recorder:
         if not self._batch:
             self.behind_from = None  # idle: nothing waits to be written
             return
+        if self._lost.is_set():  # these deliveries are coming back: do not write them now
+            raise ChannelInvalidStateError("the broker closed the connection")
         batch, self._batch = self._batch, []
         self._pending_events = 0
         events = [event for _, message_events in batch for event in message_events]
