@@ -387,8 +387,11 @@ def token_of(client: FlaskClient, page: str = "/login") -> str:
     return csrf_token_from(client.get(page).get_data(as_text=True))
 
 
+PAPER_BYTES = b"1. What is 2 + 2?\n"
+
+
 def paper() -> tuple[io.BytesIO, str]:
-    return io.BytesIO(b"1. What is 2 + 2?\n"), "paper.txt"
+    return io.BytesIO(PAPER_BYTES), "paper.txt"
 
 
 #: Sample values for a rule's variables, by the variable's name.
@@ -628,10 +631,20 @@ def test_the_markup_check_finds_markup_and_missing_values() -> None:
         check_markup(page.format("nothing"), IMG)
 
 
-def test_markup_in_tasks_dead_letters_and_the_audit_log_is_shown_escaped(
-    hostile_app: Flask, start_webapp_worker: Any, probe: Probe
+def test_markup_in_what_people_control_is_shown_escaped(
+    hostile_app: Flask, start_webapp_worker: Any, probe: Probe, tmp_path: Path
 ) -> None:
-    app, task_app = hostile_app, hostile_app.extensions["taskcore"]
+    """Tasks, dead letters, history, rate limits, the audit log, error and flash messages
+    as an operator sees them; quiz answers, orders, report filters and documents as a
+    viewer uses them. One worker runs the tasks, grades and processes documents."""
+    storage = {"WEBAPP_STORAGE_DIR": str(tmp_path / "storage")}
+    start_webapp_worker("default", "grading", "documents", env=storage)
+    console_pages_escape_markup(hostile_app, probe)
+    workload_pages_escape_markup(hostile_app)
+
+
+def console_pages_escape_markup(app: Flask, probe: Probe) -> None:
+    task_app = app.extensions["taskcore"]
     client = signed_in(app, "otto")
     # Arguments typed into the console's send form; an unknown task named with markup,
     # sent through the TaskApp, which the worker dead-letters.
@@ -644,7 +657,6 @@ def test_markup_in_tasks_dead_letters_and_the_audit_log_is_shown_escaped(
     assert sent.status_code == 302, sent.get_data(as_text=True)
     task_id = sent.headers["Location"].rsplit("/", 1)[1]
     dead = task_app.send_task(SCRIPT, [IMG], {"note": SVG})
-    start_webapp_worker("default")
     assert task_app.result(task_id).get(timeout=15) == SCRIPT + IMG
     assert probe.wait_depth("default.dead", 1) == 1
     # History with markup in every column a page shows, the task id included.
@@ -715,14 +727,8 @@ def test_markup_in_tasks_dead_letters_and_the_audit_log_is_shown_escaped(
     assert_escaped(anonymous.get(f"/login?next={quote(IMG)}"), IMG, what="/login?next=")
 
 
-def test_markup_in_quiz_answers_orders_reports_and_documents_is_shown_escaped(
-    hostile_app: Flask, start_webapp_worker: Any, tmp_path: Path
-) -> None:
-    app = hostile_app
+def workload_pages_escape_markup(app: Flask) -> None:
     client = signed_in(app, "vera")
-    start_webapp_worker(
-        "grading", "documents", env={"WEBAPP_STORAGE_DIR": str(tmp_path / "storage")}
-    )
 
     # Quizzes: an answer left out shows the form again with the others in their inputs;
     # once graded, the result page shows what was answered.
@@ -833,6 +839,8 @@ def test_an_unexpected_error_gets_a_page_without_the_traceback(database_url: str
 
 #: Values put in every URL variable and query parameter of every page.
 HOSTILE_VALUES = [IMG, "9" * 25, "x" * 3000, "a\x00b", "../日本語\\%25_"]
+#: Values put in every field of every form.
+HOSTILE_FIELDS = [IMG, "9" * 25, "x" * 3000, "[" * 5000, "[1e999, NaN]", "NaN", ""]
 #: Every query parameter a page reads.
 QUERY_PARAMETERS = [
     "page", "after", "since", "until", "state", "task", "queue", "worker", "search", "window",
@@ -840,9 +848,10 @@ QUERY_PARAMETERS = [
 ]  # fmt: skip
 
 
-def test_hostile_values_in_urls_never_make_a_500(world: World) -> None:
-    """Each URL variable of every page, then every query parameter at once, set to values a
-    person could type: an answer below 500 (a 500 raises here: tests propagate errors),
+def test_hostile_values_in_urls_and_forms_never_make_a_500(world: World) -> None:
+    """Each URL variable of every page, every query parameter, each field of every form
+    (posted by an operator, who may post them all) set to values a person could type or a
+    script could send: an answer below 500 (a 500 raises here: tests propagate errors),
     readable when an error, with nothing of the markup unescaped."""
     app = world.app
     client = signed_in(app, "otto")
@@ -869,3 +878,25 @@ def test_hostile_values_in_urls_never_make_a_500(world: World) -> None:
             assert_readable_unless_json(response)
             if response.mimetype == "text/html":
                 check_markup(response.get_data(as_text=True), where=url[:200])
+
+    token = token_of(client, CHEAP)
+    posts = effective_posts(world, client)
+    for endpoint, (url, form) in posts.items():
+        if endpoint in ("auth.login", "auth.logout"):  # test_auth.py; each try costs a hash
+            continue
+        for name in form():
+            for value in HOSTILE_FIELDS:
+                data = {**form(), name: value, "csrf_token": token}
+                if isinstance(form()[name], tuple):  # the file: its name is the field
+                    data[name] = (io.BytesIO(PAPER_BYTES), value)
+                response = post(client, url, data)
+                where = f"{endpoint} {name}={value[:20]!r}"
+                assert response.status_code < 500, (where, response.status_code)
+                assert_readable_unless_json(response)
+                check_markup(response.get_data(as_text=True), where=where)
+    sent = post(
+        client, "/tasks/send", {"task": "webapp.tasks.add", "args": "[" * 5000, "csrf_token": token}
+    )
+    assert "Not sent: the args are nested too deeply" in client.get(
+        sent.headers["Location"]
+    ).get_data(as_text=True)

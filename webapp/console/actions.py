@@ -28,8 +28,8 @@ def send_task() -> Response:
     if not is_exposed(name):
         abort(404, description=f"No task named {name!r} may be sent from outside.")
     try:
-        args = json.loads(request.form.get("args") or "[]")
-        kwargs = json.loads(request.form.get("kwargs") or "{}")
+        args = _json_field("args", "[]")
+        kwargs = _json_field("kwargs", "{}")
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise ValueError("arguments must be a JSON list and keyword arguments a JSON object")
         handle = task_app().send_task(name, args, kwargs)
@@ -39,6 +39,14 @@ def send_task() -> Response:
     audit("task.send", handle.id, name)
     flash(f"Queued {name} as {handle.id}.", "success")
     return _back("console.task_detail", task_id=handle.id)
+
+
+def _json_field(name: str, empty: str) -> Any:
+    """The form field ``name`` read as JSON (``empty`` if blank); ValueError says why not."""
+    try:
+        return json.loads(request.form.get(name) or empty)
+    except RecursionError:  # "[[[[..." thousands deep: not a ValueError, it was a 500
+        raise ValueError(f"the {name} are nested too deeply") from None
 
 
 @console.post("/tasks/<task_id>/cancel")
