@@ -21,7 +21,7 @@ from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError, Del
 from pamqp.commands import Basic
 
 from .errors import BrokerUnavailable, PublishError
-from .message import Envelope
+from .message import H_RESENT, Envelope
 from .settings import Settings
 from .topology import Topology
 
@@ -161,6 +161,8 @@ class BrokerClient:
             if fresh or attempt == 2:
                 raise self._lost(error, len(lost)) from error  # type: ignore[arg-type]
             log.warning("broker connection lost (%s); resending %d message(s)", error, len(lost))
+            for envelope in lost:
+                envelope.properties.headers = {**(envelope.properties.headers or {}), H_RESENT: 1}
             pending = lost
 
     async def _publish_all(

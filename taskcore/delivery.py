@@ -74,6 +74,12 @@ class Delivery:
         acker.received(self.delivery_tag)
 
     @property
+    def channel_open(self) -> bool:
+        """False once the channel it came on closed: it can no longer be settled, and the
+        broker hands it out again."""
+        return not self._acker.channel.is_closed
+
+    @property
     def headers(self) -> dict[str, Any]:
         """The AMQP headers (empty when the message has none)."""
         return self.properties.headers or {}

@@ -31,7 +31,7 @@ from .errors import (
     TaskRevoked,
     TimeLimitExceeded,
 )
-from .message import TaskMessage, decode, due_at
+from .message import H_RESENT, TaskMessage, decode, due_at
 from .outcomes import settle
 from .states import State
 
@@ -68,6 +68,8 @@ class ActiveTask:
         #: Set once the body returned or raised: a STARTED report not yet made is skipped,
         #: so it can never land after (and overwrite) the final state.
         self.finished = False
+        #: Set when the handler is done with the task (its outcome recorded, or not).
+        self.done = asyncio.Event()
 
     def stop(self, reason: BaseException) -> None:
         """Stop an async body now; a sync one is asked to stop (it sees is_cancelled/check)."""
@@ -132,20 +134,28 @@ class MessageHandler:
         await self._run(message, call, task)
 
     async def _skip(self, message: ReceivedMessage, call: TaskMessage) -> bool:
-        """Ack without running: revoked before it ran, or already succeeded (a redelivery)."""
+        """Ack without running: revoked before it ran, or already succeeded (a redelivered
+        message, or a copy its sender published again after losing the confirm)."""
         if call.id in self.revoked:
             await self.states.report_call(call, State.REVOKED)
             log.info("task %s[%s] revoked: skipped", call.task, call.id)
-        elif message.redelivered and await self._succeeded_before(call):
-            log.info("task %s[%s] already succeeded: redelivery skipped", call.task, call.id)
+        elif (message.redelivered or H_RESENT in call.headers) and await self._succeeded_before(
+            call
+        ):
+            log.info("task %s[%s] already succeeded: second copy skipped", call.task, call.id)
         else:
             return False
         await settle(message, "ack")
         return True
 
     async def _succeeded_before(self, call: TaskMessage) -> bool:
-        # Only a redelivered message can have run before: its worker may have
-        # died between recording SUCCESS and acknowledging.
+        # Only a redelivered or resent message can have run before: its worker may
+        # have died, or lost its connection, between recording SUCCESS and acking.
+        earlier = self.active.get(call.id)
+        if earlier is not None:
+            # The first copy still runs here: the connection it came on is gone,
+            # so the broker handed the message out again. Wait for its outcome.
+            await earlier.done.wait()
         try:
             return await self.results.state_of(call.id) == State.SUCCESS
         except redis.RedisError as exc:
@@ -203,6 +213,7 @@ class MessageHandler:
             for handle in limits:
                 handle.cancel()
             self.active.pop(call.id, None)
+            running.done.set()
 
     async def _report_started(
         self, running: ActiveTask, call: TaskMessage, details: dict[str, Any]

@@ -34,6 +34,9 @@ H_QUEUE = "x-taskcore-queue"
 H_ETA = "x-taskcore-eta-ms"
 #: The idempotency key the message was sent with, if any.
 H_IDEMPOTENCY_KEY = "x-taskcore-idempotency-key"
+#: Set on a copy published again because the first one's confirm was lost with the
+#: connection: the first may have arrived, so a worker treats it like a redelivery.
+H_RESENT = "x-taskcore-resent"
 
 
 class ReceivedMessage(Protocol):

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -316,18 +316,23 @@ class Worker:
 
     # -- one message ------------------------------------------------------
 
-    async def _on_message(self, raw: DeliveredMessage, queue: str) -> None:
-        # aiormq runs each delivery in a task of its own: handle it right here.
+    def _on_message(self, raw: DeliveredMessage, queue: str) -> Coroutine[Any, Any, None]:
+        # aiormq runs what a consumer returns in a task that it cancels when the channel
+        # closes. A task already running must still finish and record its outcome (else
+        # its redelivery runs it again), so the handling runs in a task of ours.
         assert self._acker is not None
         message = Delivery(raw, self._acker)
-        task = asyncio.current_task()
-        assert task is not None
-        self._deliveries[task] = message
         self.held_by_queue[queue] += 1
+        handling = asyncio.ensure_future(self._on_delivery(message, queue))
+        self._deliveries[handling] = message
+        return _nothing()
+
+    async def _on_delivery(self, message: Delivery, queue: str) -> None:
         try:
             await self._handle_in_slot(message, queue)
         finally:
-            self._deliveries.pop(task, None)
+            task = asyncio.current_task()
+            self._deliveries.pop(task, None)  # type: ignore[arg-type]
             self.held_by_queue[queue] -= 1
 
     async def _handle_in_slot(self, message: Delivery, queue: str) -> None:
@@ -336,6 +341,10 @@ class Worker:
         async with self._slots:
             if self._stop.is_set():  # stopping: do not start anything new
                 await settle(message, "requeue")
+                return
+            if not message.channel_open:
+                # Prefetched on a connection lost since: the broker has already handed
+                # it out again, so running this copy would run the task twice.
                 return
             await self._handle(message, queue)
         self.processed += 1
@@ -364,3 +373,7 @@ class Worker:
         self.replace_requested = True
         self._stop.set()
         self._force.set()
+
+
+async def _nothing() -> None:
+    """What a consumer hands aiormq: the real work runs in the worker's own task."""

@@ -5,6 +5,10 @@ from __future__ import annotations
 import signal
 import time
 
+import pytest
+
+from scripts.drills.proxy import TcpProxy
+
 from .broker_tools import Probe
 from .worker_log import events, wait_events
 
@@ -93,3 +97,25 @@ def test_worker_resumes_consuming_after_the_broker_drops_its_connections(
     notes = wait_events(rdb, redis_prefix, "note", 2, timeout=30)
     assert [n["tag"] for n in notes] == ["before", "after"]
     assert worker.proc.poll() is None
+
+
+@pytest.mark.parametrize("task", ["sleeper", "sleeper_async"])
+def test_a_task_running_when_the_connection_breaks_finishes_once_and_succeeds(
+    task, app_from, start_worker, rdb, redis_prefix, amqp_url: str
+) -> None:
+    # The worker reaches RabbitMQ through a proxy that resets every connection, as a
+    # failing network path does. The message comes back on the new connection; the first
+    # run must still record SUCCESS, so that the second copy is skipped, not run again.
+    app = app_from("basic")
+    with TcpProxy("127.0.0.1", 5672) as proxy:
+        start_worker("basic", "-Q", "work", env={"TASKCORE_BROKER_URL": proxy.url(amqp_url)})
+        handle = app.tasks[T + task].delay(1.5, "blip")
+        wait_events(rdb, redis_prefix, "start", 1)
+        assert proxy.cut() >= 2
+        wait_events(rdb, redis_prefix, "finish", 1, timeout=15)
+        assert handle.get(timeout=15) is None
+        app.tasks[T + "note"].delay("after")  # consumed after the redelivery was handled
+        wait_events(rdb, redis_prefix, "note", 1, timeout=15)
+    time.sleep(1.0)
+    assert len(events(rdb, redis_prefix, "start")) == 1
+    assert len(events(rdb, redis_prefix, "finish")) == 1

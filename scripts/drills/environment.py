@@ -103,7 +103,7 @@ class Drill:
         """Start ``taskcore ARGS`` with this drill's environment; output goes to a log file."""
         log = open(self.logs / f"process-{len(self.workers)}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "workers", "--loglevel", "warning", *args],
+            [sys.executable, "-m", "workers", "--loglevel", os.environ.get("DRILL_LOGLEVEL", "warning"), *args],
             env=env or self.env(),
             cwd=ROOT,
             stdout=log,

@@ -34,10 +34,19 @@ class TcpProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.cut()
-        if self._server is not None:
-            self._server.close()
+
+        async def stop() -> None:
+            if self._server is not None:
+                self._server.close()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
+        self._call(stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
     def url(self, amqp_url: str) -> str:
         """``amqp_url`` with its host and port replaced by the proxy's."""

@@ -43,6 +43,13 @@ def sleeper(seconds: float, tag: str) -> None:
     record("finish", tag=tag)
 
 
+@app.task(queue="work")
+async def sleeper_async(seconds: float, tag: str) -> None:
+    record("start", tag=tag)
+    await asyncio.sleep(seconds)
+    record("finish", tag=tag)
+
+
 @app.task(
     queue="work",
     max_retries=3,
