@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install services browser prometheus schema test lint run bench clean
+.PHONY: install services browser prometheus schema test lint run bench drills clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ test: install services schema lint browser prometheus
 bench: install services
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# Fault drills at full size (scripts/drills): kill workers, cut and restart the broker, stop
+# Redis and PostgreSQL (private instances: the shared services are never stopped), then
+# reconcile every task. Minutes; `python -m scripts.drills --short` runs the suite's sizes.
+drills: install services
+	$(BIN)/python -m scripts.drills
 
 run: install services
 	bash scripts/run_dev.sh

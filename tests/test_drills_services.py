@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
 from typing import Any
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.drills import beats, postgres_stop, redis_restart
+from scripts.drills import beats, broker_restart, postgres_stop, redis_restart
 from taskcore import TaskApp
 from taskcore.history import create_schema, make_engine
 from taskcore.metrics import RecorderCollector
@@ -29,6 +30,8 @@ from taskcore.schedules import make_schedule
 
 from .broker_tools import Probe
 from .test_metrics_workers import check_with_promtool
+
+FIRES = re.compile(r"(\d+) fire times published once each")
 
 
 def test_redis_restart_under_load_loses_nothing_and_rate_limits_recover() -> None:
@@ -61,6 +64,20 @@ def test_postgres_stop_under_load_the_recorder_catches_up_with_every_event() -> 
     assert result.lost == 0
     assert result.succeeded == result.sent
     assert "batches refused" in report.did[0]
+
+
+def test_broker_stop_app_start_app_everyone_reconnects_and_nothing_is_lost() -> None:
+    report = broker_restart.run(short=True)
+    print(report)
+    result = report.reconciliation
+    assert result is not None
+    assert result.lost == 0
+    assert result.succeeded == result.sent
+    fires = int(next(m.group(1) for line in report.did if (m := FIRES.match(line))))
+    # Every delay() returned (sent) or raised (refused); then 1 before, 22 after, the beat's.
+    assert result.sent + result.refused == report.attempts + 1 + 22 + fires
+    assert result.refused > 0  # delay() raised while the broker was down, as promised
+    assert any("the recorder wrote all 22 tasks" in line for line in report.did)
 
 
 def test_a_beat_counts_fire_times_up_to_losing_redis_as_done() -> None:

@@ -32,7 +32,7 @@ from .report import Report
 from .services import PrivateRedis
 
 FULL = {"before": 8.0, "after_kill": 8.0, "outage": 12.0, "after": 8.0}
-SHORT = {"before": 3.0, "after_kill": 4.0, "outage": 5.0, "after": 4.0}
+SHORT = {"before": 2.0, "after_kill": 3.0, "outage": 5.0, "after": 3.0}
 
 
 def run(short: bool) -> Report:
