@@ -57,10 +57,12 @@ pytest_plugins = ["tests.webapp_fixtures"]
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
+SVG = '"><svg/onload=alert(1)>'  # for fields that take no spaces (an e-mail address)
 #: How each payload reads once escaped (what a page must show instead of markup).
 ESCAPED = {
     SCRIPT: "&lt;script&gt;alert(1)&lt;/script&gt;",
     IMG: "&lt;img src=x onerror=alert(1)&gt;",
+    SVG: "&lt;svg/onload=alert(1)&gt;",
 }
 
 PUBLIC, VIEWER, OPERATOR = "public", "viewer", "operator"
@@ -600,9 +602,6 @@ def test_a_viewer_is_refused_every_operator_action(world: World) -> None:
 
 
 # -- markup in what people control is shown escaped ------------------------------------------
-
-SVG = '"><svg/onload=alert(1)>'  # for fields that take no spaces (an e-mail address)
-ESCAPED[SVG] = "&lt;svg/onload=alert(1)&gt;"
 
 
 @pytest.fixture
