@@ -197,3 +197,11 @@ def test_a_page_says_which_service_is_down(database_url: str) -> None:
         )
     finally:
         close_web_app(app)
+
+
+def test_a_wrong_method_gets_the_console_page_with_allow(console_app: Flask) -> None:
+    client = signed_in(console_app, "otto")
+    response = client.get("/queues/default/purge")  # a form's target, opened as a link
+    assert response.status_code == 405
+    assert "POST" in response.headers["Allow"]
+    assert "Method not allowed" in response.get_data(as_text=True)  # the console page

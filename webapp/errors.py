@@ -63,7 +63,12 @@ def error_response(status: int, message: str) -> Response:
 def _http_error(exc: HTTPException) -> Response:
     if isinstance(exc, RequestEntityTooLarge) and exc.description == type(exc).description:
         return error_response(413, _too_large_message())
-    return error_response(exc.code or 500, exc.description or TITLES.get(exc.code or 500, ""))
+    response = error_response(exc.code or 500, exc.description or TITLES.get(exc.code or 500, ""))
+    # What the exception says beyond its page (a 405's Allow, a 429's Retry-After).
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _too_large_message() -> str:
