@@ -88,7 +88,7 @@ class PrivateRedis:
     def __init__(self, *, persist: bool = False) -> None:
         self.persist = persist
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="drill-redis-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="private-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -157,7 +157,7 @@ class PrivatePostgres:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.dir = _owned_temp_dir("drill-pg-", "postgres")
+        self.dir = _owned_temp_dir("private-postgres-", "postgres")
         self.data = self.dir / "data"
         self.log = self.dir / "postgres.log"
 
@@ -232,7 +232,7 @@ class PrivateRabbit:
     def __init__(self) -> None:
         self.port = free_port(offsets=(0, 20000))
         self.node = f"drill{self.port}@localhost"
-        self.dir = _owned_temp_dir("drill-rabbit-", "rabbitmq")
+        self.dir = _owned_temp_dir("private-rabbitmq-", "rabbitmq")
         self.pid: int | None = None
 
     @property
