@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from .ledger import Ledger, Reconciliation
 ROOT = Path(__file__).resolve().parents[2]
 MAIN_REDIS_URL = os.environ.get("DRILL_REDIS_URL", "redis://127.0.0.1:6379/0")
 QUEUE = "drills"
+#: The drill processes' log level (DRILL_LOGLEVEL=info shows every task).
+LOGLEVEL = os.environ.get("DRILL_LOGLEVEL", "warning")
 
 
 class DrillFailed(AssertionError):
@@ -59,8 +62,10 @@ class Drill:
         self.configure()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.stop_workers()
+        if exc_type is None:  # kept when the drill failed: its message names the directory
+            shutil.rmtree(self.logs, ignore_errors=True)
         self.app.close()
         delete_vhost(self.vhost)
         self.ledger.delete()
@@ -103,7 +108,7 @@ class Drill:
         """Start ``taskcore ARGS`` with this drill's environment; output goes to a log file."""
         log = open(self.logs / f"process-{len(self.workers)}.log", "wb")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "workers", "--loglevel", os.environ.get("DRILL_LOGLEVEL", "warning"), *args],
+            [sys.executable, "-m", "workers", "--loglevel", LOGLEVEL, *args],
             env=env or self.env(),
             cwd=ROOT,
             stdout=log,
