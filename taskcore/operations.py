@@ -575,6 +575,8 @@ async def _declared(channel: AbstractChannel, name: str) -> Any:
         return await channel.declare_queue(name, passive=True)
     except ChannelNotFoundEntity:
         raise QueueNotFound(f"no queue named {name!r} on the broker") from None
+    except ValueError as exc:  # the AMQP client refuses the name before asking the broker
+        raise QueueNotFound(f"no queue can be named {name!r}: {exc}") from None
 
 
 async def _depth(channel: AbstractChannel, name: str) -> tuple[int, int]:

@@ -70,6 +70,10 @@ def test_purge_asks_first(cli, app_from, probe: Probe) -> None:
     assert "removed 2 message(s) from work" in done.stdout and probe.depth("work") == 0
     missing = cli("purge", *A, "no-such-queue", "--yes")
     assert missing.returncode == 1 and "no queue named" in missing.stderr
+    for impossible in ("bad name!", "x" * 300):  # names the AMQP client itself refuses
+        refused = cli("purge", *A, impossible, "--yes")
+        assert refused.returncode == 1 and "no queue can be named" in refused.stderr
+        assert "Traceback" not in refused.stderr
 
 
 def test_cancel_and_rate_limit(cli, app_from, start_worker, rdb, redis_prefix) -> None:
