@@ -1,7 +1,8 @@
 """taskcore: background tasks on RabbitMQ, with retries, dead letters and broker-side delays."""
 
 from .app import TaskApp
-from .context import current_task
+from .async_result import AsyncResult
+from .context import Request, current_task
 from .errors import (
     BrokerUnavailable,
     ConfigurationError,
@@ -16,15 +17,18 @@ from .errors import (
     TaskFailed,
     TaskRevoked,
     TimeLimitExceeded,
+    UnsupportedFeature,
 )
 from .options import TaskOptions
 from .results import TaskStatus
 from .settings import Settings
+from .shared import SharedTask, current_app, shared_task
 from .states import READY_STATES, State
 from .task import Task, TaskHandle
 
 __all__ = [
     "READY_STATES",
+    "AsyncResult",
     "BrokerUnavailable",
     "ConfigurationError",
     "DecodeError",
@@ -32,8 +36,10 @@ __all__ = [
     "PublishError",
     "QueueNotFound",
     "Reject",
+    "Request",
     "Retry",
     "Settings",
+    "SharedTask",
     "SoftTimeLimitExceeded",
     "State",
     "Task",
@@ -45,5 +51,8 @@ __all__ = [
     "TaskStatus",
     "TaskcoreError",
     "TimeLimitExceeded",
+    "UnsupportedFeature",
+    "current_app",
     "current_task",
+    "shared_task",
 ]

@@ -21,6 +21,7 @@ from .redis_clients import sync_client
 from .results import ResultStore, TaskStatus
 from .schedules import Schedule, make_schedule
 from .settings import Settings
+from .shared import app_created, make_current
 from .states import State
 from .task import Task, TaskHandle
 from .topology import Topology, check_queue_name
@@ -60,6 +61,7 @@ class TaskApp:
         #: What the constructor was given; configure() starts again from these.
         self._given = dict(settings)
         self._use(Settings.from_env(**settings))
+        app_created(self)  # shared tasks join it; it becomes the current app
 
     def _use(self, settings: Settings) -> None:
         self.settings = settings
@@ -79,6 +81,12 @@ class TaskApp:
         """
         self.close()
         self._use(Settings.from_env(**{**self._given, **settings}))
+        make_current(self)
+
+    def set_default(self) -> None:
+        """Make this app the current one: ``@shared_task`` objects and ``AsyncResult(id)``
+        send and read through it (until another TaskApp is created or configured)."""
+        make_current(self)
 
     def __repr__(self) -> str:
         return f"<TaskApp {self.name} {self.settings.safe_broker_url}>"
@@ -87,7 +95,8 @@ class TaskApp:
         """Register a function (sync or ``async def``) as a task; usable bare or with options.
 
         ``name=`` chooses the task's name (default ``module.function``); every
-        other keyword is a field of ``TaskOptions`` (queue, retries, limits, ...).
+        other keyword is a field of ``TaskOptions`` (queue, retries, limits, ``bind``,
+        ...). ``TaskApp.__init__`` also registers every ``@shared_task``.
         """
         if fn is not None:
             return self._register(fn, **options)

@@ -10,12 +10,34 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SoftTimeLimitExceeded, TaskRevoked
+
+if TYPE_CHECKING:
+    from .message import TaskMessage
+
+
+@dataclass(frozen=True)
+class Request:
+    """Celery's ``self.request``: the call being run, as a bound task sees it.
+
+    ``delivery_info`` holds ``queue`` and ``routing_key`` (both the work queue),
+    ``priority`` and ``redelivered``. Outside a running task every field is empty
+    and ``called_directly`` is True.
+    """
+
+    id: str | None = None
+    task: str | None = None
+    retries: int = 0
+    hostname: str | None = None
+    delivery_info: dict[str, Any] = field(default_factory=dict)
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    called_directly: bool = True
 
 
 @dataclass
@@ -31,15 +53,51 @@ class TaskContext:
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     #: time.monotonic() after which check() raises SoftTimeLimitExceeded.
     soft_deadline: float | None = None
+    #: The call being run and whether the broker delivered it before (set by the worker).
+    call: TaskMessage | None = field(default=None, repr=False)
+    redelivered: bool = False
 
     @property
     def attempt(self) -> int:
         """1 for the first attempt, 2 for the first retry, ..."""
         return self.retries + 1
 
-    def progress(self, current: float, total: float | None = None, message: str = "") -> None:
-        """Record progress (state PROGRESS); returns at once and writes in the background."""
-        self.report_progress({"current": current, "total": total, "message": message})
+    @property
+    def request(self) -> Request:
+        """The call as Celery's ``self.request`` shows it (id, retries, hostname, ...)."""
+        call = self.call
+        return Request(
+            id=self.id,
+            task=self.name,
+            retries=self.retries,
+            hostname=self.worker,
+            delivery_info={
+                "queue": self.queue,
+                "routing_key": self.queue,
+                "priority": call.priority if call is not None else None,
+                "redelivered": self.redelivered,
+            },
+            args=list(call.args) if call is not None else [],
+            kwargs=dict(call.kwargs) if call is not None else {},
+            called_directly=False,
+        )
+
+    def progress(
+        self,
+        current: float | None,
+        total: float | None = None,
+        message: str = "",
+        *,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record progress (state PROGRESS); returns at once and writes in the background.
+
+        ``meta`` (JSON values, e.g. Celery's ``update_state`` meta) is stored with it.
+        """
+        progress: dict[str, Any] = {"current": current, "total": total, "message": message}
+        if meta is not None:
+            progress["meta"] = dict(meta)
+        self.report_progress(progress)
 
     def is_cancelled(self) -> bool:
         """True once the task was revoked with ``terminate=True`` while running."""
@@ -70,6 +128,11 @@ class _CurrentTask:
 
 
 current_task: Any = _CurrentTask()
+
+
+def running_context() -> TaskContext | None:
+    """The running task's TaskContext, or None outside a task."""
+    return _current.get()
 
 
 def set_current(context: TaskContext | None) -> Any:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from datetime import datetime
+
 
 class TaskcoreError(Exception):
     """Base class for every error taskcore raises on its own account."""
@@ -31,17 +35,54 @@ class ConfigurationError(TaskcoreError, ValueError):
     """A setting, queue name or task option that cannot work."""
 
 
-class Retry(Exception):
-    """Raise inside a task to ask for another attempt.
+class UnsupportedFeature(ConfigurationError):
+    """A Celery feature or option that does not carry over; the message says what to use."""
 
-    ``countdown`` overrides the task's backoff for this retry; ``exc`` is the
-    error that caused it, recorded if the retries run out.
+
+class Retry(Exception):
+    """Raise inside a task to ask for another attempt (``self.retry(...)`` raises one too).
+
+    ``countdown`` (seconds) or ``eta`` (a datetime) sets the wait before this retry
+    instead of the task's backoff; ``max_retries`` replaces the task's limit for this
+    decision; ``exc`` is the error that caused it, recorded if the retries run out.
     """
 
-    def __init__(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        countdown: float | None = None,
+        exc: BaseException | None = None,
+        *,
+        eta: datetime | None = None,
+        max_retries: int | None = None,
+    ) -> None:
+        if eta is not None:
+            if countdown is not None:
+                raise ConfigurationError("give countdown or eta, not both")
+            countdown = max(0.0, eta.timestamp() - time.time())
+        if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
+            raise ConfigurationError(f"max_retries must be an integer >= 0, not {max_retries!r}")
         super().__init__(f"retry in {countdown}s" if countdown is not None else "retry")
         self.countdown = countdown
         self.exc = exc
+        self.eta = eta
+        self.max_retries = max_retries
+        if exc is not None and max_retries is not None:
+            # The worker records ``exc`` (not this Retry) when the retries run out, so
+            # the limit travels with it; ``retry_limit`` reads it back.
+            with contextlib.suppress(AttributeError, TypeError):  # exotic exception types
+                setattr(exc, _RETRY_ATTRIBUTE, self)
+
+
+_RETRY_ATTRIBUTE = "__taskcore_retry__"
+
+
+def retry_limit(error: BaseException, default: int) -> int:
+    """The retry limit that decides ``error``: the ``max_retries`` of the Retry that asked
+    for it (raised as ``error`` or with ``exc=error``), else ``default``."""
+    retry = error if isinstance(error, Retry) else getattr(error, _RETRY_ATTRIBUTE, None)
+    if isinstance(retry, Retry) and retry.max_retries is not None:
+        return retry.max_retries
+    return default
 
 
 class Reject(Exception):

@@ -241,10 +241,12 @@ class MessageHandler:
 
     async def _call(self, running: ActiveTask, call: TaskMessage) -> Any:
         task = running.task
+        running.context.call = call  # for self.request (bound tasks)
+        running.context.redelivered = bool(running.message.redelivered)
         token = set_current(running.context)
         try:
             if task.is_async:
-                running.body = asyncio.ensure_future(task.fn(*call.args, **call.kwargs))
+                running.body = asyncio.ensure_future(task.run(*call.args, **call.kwargs))
                 try:
                     return await running.body
                 except asyncio.CancelledError:
@@ -252,7 +254,7 @@ class MessageHandler:
                         raise  # the worker itself is being cancelled (shutdown)
                     raise running.stop_reason from None
             context = contextvars.copy_context()
-            function = functools.partial(context.run, task.fn, *call.args, **call.kwargs)
+            function = functools.partial(context.run, task.run, *call.args, **call.kwargs)
             current = asyncio.current_task()
             current.taskcore_in_thread = True  # type: ignore[union-attr]
             return await asyncio.get_running_loop().run_in_executor(self.executor, function)

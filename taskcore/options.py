@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UnsupportedFeature
 from .ratelimit import parse_rate
 from .topology import check_queue_name
 
@@ -24,7 +24,14 @@ class TaskOptions:
     SoftTimeLimitExceeded inside the task, ``time_limit`` stops it;
     ``idempotency_key(*args, **kwargs)`` names a call so that a second one
     within ``idempotency_window`` seconds is not queued; ``rate_limit`` like
-    ``"10/m"`` is global across workers.
+    ``"10/m"`` is global across workers (Celery's is per worker).
+
+    ``bind=True`` passes the Task as the function's first argument (Celery's
+    ``self``); ``default_retry_delay`` is the wait of ``self.retry()`` called
+    without ``countdown`` or ``eta`` (Celery's meaning; ``raise Retry`` and
+    ``autoretry_for`` keep the backoff). Celery's ``acks_late=True`` and
+    ``serializer="json"`` are accepted and change nothing (both are how taskcore
+    always works); their other values are refused, see ``CELERY_OPTIONS``.
     """
 
     queue: str | None = None
@@ -40,10 +47,22 @@ class TaskOptions:
     idempotency_key: Callable[..., str] | None = None
     idempotency_window: float | None = None
     rate_limit: str | None = None
+    bind: bool = False
+    default_retry_delay: float | None = None
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> TaskOptions:
-        """Options from decorator keywords; ConfigurationError names any that do not exist."""
+        """Options from decorator keywords; ConfigurationError names any that do not exist.
+
+        Celery's options that taskcore always follows are dropped; their values that
+        cannot carry over raise UnsupportedFeature saying what to use instead.
+        """
+        options = dict(options)
+        for name, (accepted, instead) in CELERY_OPTIONS.items():
+            if name in options:
+                value = options.pop(name)
+                if value != accepted:
+                    raise UnsupportedFeature(f"@app.task({name}={value!r}) {instead}")
         known = sorted(f.name for f in fields(cls))
         unknown = sorted(set(options) - set(known))
         if unknown:
@@ -73,6 +92,10 @@ class TaskOptions:
         _positive_or_none("time_limit", self.time_limit)
         if self.rate_limit is not None:
             parse_rate(self.rate_limit)
+        if self.default_retry_delay is not None and self.default_retry_delay < 0:
+            raise ConfigurationError(
+                f"default_retry_delay must be >= 0 seconds, not {self.default_retry_delay!r}"
+            )
 
     def retry_delay(self, retries: int) -> float:
         """Seconds to wait before retry number ``retries + 1``.
@@ -84,6 +107,23 @@ class TaskOptions:
         if self.retry_jitter:
             delay = random.uniform(delay / 2, delay)
         return delay
+
+
+#: Celery task options taskcore always follows: name -> (the one value accepted, what
+#: the error for any other value says).
+CELERY_OPTIONS: dict[str, tuple[Any, str]] = {
+    "serializer": (
+        "json",
+        "is not supported: taskcore sends arguments and results as JSON only (nothing is "
+        "pickled); pass JSON values (ids, not objects) and leave serializer out",
+    ),
+    "acks_late": (
+        True,
+        "is not supported: taskcore always acknowledges a message after its outcome is "
+        "stored (late), so a crash redelivers it; make the task safe to run twice, or give "
+        "it an idempotency_key, and leave acks_late out",
+    ),
+}
 
 
 def check_priority(priority: int | None) -> int | None:

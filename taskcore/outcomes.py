@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .dead_letters import dead_letter_headers, short_traceback
-from .errors import PublishError
+from .errors import PublishError, retry_limit
 from .message import (
     H_ETA,
     H_RETRIES,
@@ -117,8 +117,13 @@ class Outcomes:
         countdown: float | None,
         error: BaseException,
     ) -> None:
-        """Send the message round again through the delay cascade, or dead-letter it."""
-        if call.retries >= options.max_retries:
+        """Send the message round again through the delay cascade, or dead-letter it.
+
+        ``countdown`` (None: the task's backoff) is the wait; the limit is the task's
+        ``max_retries`` unless the Retry behind ``error`` gave its own.
+        """
+        limit = retry_limit(error, options.max_retries)
+        if call.retries >= limit:
             await self.dead(message, call.queue, "max-retries-exceeded", error)
             return
         delay = countdown if countdown is not None else options.retry_delay(call.retries)
@@ -132,7 +137,7 @@ class Outcomes:
                 call.task,
                 call.id,
                 call.retries + 1,
-                options.max_retries,
+                limit,
                 delay,
                 error,
             )

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Unpack
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn, Unpack
 
-from .errors import TaskFailed
+from .context import Request, running_context
+from .errors import ConfigurationError, EncodeError, Retry, TaskFailed, UnsupportedFeature
 from .message import TaskMessage
 from .options import TaskOptions
 from .ratelimit import parse_rate
@@ -31,23 +35,27 @@ class TaskHandle:
     queue: str
     app: TaskApp = field(repr=False, compare=False)
 
-    @property
-    def info(self) -> TaskStatus:
-        """Everything known about the task: state, result or error, progress, times."""
+    def _status(self) -> TaskStatus:
         return self.app.status(self.id)
 
     @property
+    def info(self) -> TaskStatus:
+        """Everything known about the task: state, result or error, progress, times."""
+        return self._status()
+
+    @property
     def state(self) -> State:
-        return self.info.state
+        """The task's state (a ``str``), PENDING while nothing is known."""
+        return self._status().state
 
     @property
     def progress(self) -> dict[str, Any] | None:
         """``{"current", "total", "message"}`` as last reported by the task, or None."""
-        return self.info.progress
+        return self._status().progress
 
     def ready(self) -> bool:
         """True once the task succeeded, failed, was dead-lettered or revoked."""
-        return self.info.ready
+        return self._status().ready
 
     def get(self, timeout: float | None = None, interval: float = 0.05) -> Any:
         """Wait for the result; raise TaskFailed if the task did not succeed.
@@ -56,18 +64,11 @@ class TaskHandle:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            status = self.info
+            status = self._status()
             if status.state == State.SUCCESS:
                 return status.result
             if status.ready:
-                error = status.error or {}
-                raise TaskFailed(
-                    self.id,
-                    str(status.state),
-                    error.get("type"),
-                    error.get("message"),
-                    error.get("traceback"),
-                )
+                raise failure_of(self.id, status)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"task {self.id} is still {status.state} after {timeout}s")
             time.sleep(interval)
@@ -78,8 +79,25 @@ class TaskHandle:
         self.app.revoke(self.id, terminate=terminate)
 
 
+def failure_of(task_id: str, status: TaskStatus) -> TaskFailed:
+    """The TaskFailed that describes a task that failed, was dead-lettered or revoked."""
+    error = status.error or {}
+    return TaskFailed(
+        task_id,
+        str(status.state),
+        error.get("type"),
+        error.get("message"),
+        error.get("traceback"),
+    )
+
+
 class Task:
-    """A function registered with a TaskApp. Call it to run it here; ``delay()`` to queue it."""
+    """A function registered with a TaskApp. Call it to run it here; ``delay()`` to queue it.
+
+    With ``bind=True`` the function's first argument is this Task (Celery's ``self``):
+    ``self.request``, ``self.retry(...)``, ``self.update_state(...)``, ``self.name``,
+    ``self.app``. The signature that calls are checked against leaves it out.
+    """
 
     def __init__(
         self, app: TaskApp, fn: Callable[..., Any], *, name: str, options: TaskOptions
@@ -91,7 +109,22 @@ class Task:
         #: The declared global rate limit, parsed; Operations.set_rate_limit overrides it.
         self.rate = parse_rate(options.rate_limit) if options.rate_limit is not None else None
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.signature = inspect.signature(fn)
+        signature = inspect.signature(fn)
+        #: What the worker calls with the message's arguments: the function, given this
+        #: Task first when bound.
+        self.run: Callable[..., Any] = fn
+        if options.bind:
+            parameters = list(signature.parameters.values())
+            if not parameters or parameters[0].kind not in (
+                inspect.Parameter.POSITIONAL_ONLY,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            ):
+                raise ConfigurationError(
+                    f"{name}: bind=True needs a first positional parameter (self) for the task"
+                )
+            signature = signature.replace(parameters=parameters[1:])
+            self.run = functools.partial(fn, self)
+        self.signature = signature
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -99,7 +132,73 @@ class Task:
         return f"<Task {self.name}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
+        return self.run(*args, **kwargs)
+
+    @property
+    def request(self) -> Request:
+        """The call this task is running (Celery's ``self.request``); empty outside it."""
+        context = running_context()
+        if context is None or context.name != self.name:
+            return Request()
+        return context.request
+
+    def retry(
+        self,
+        *,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        max_retries: int | None = None,
+    ) -> NoReturn:
+        """Ask for another attempt: raises Retry (``raise self.retry(...)`` reads as Celery).
+
+        ``countdown`` seconds or an ``eta`` replace the backoff (without either:
+        ``default_retry_delay`` if the task has one); ``max_retries`` replaces the
+        task's limit for this decision. When the retries are used up the message is
+        dead-lettered with ``exc`` recorded as the error.
+        """
+        if countdown is None and eta is None:
+            countdown = self.options.default_retry_delay
+        raise Retry(countdown, exc, eta=eta, max_retries=max_retries)
+
+    def update_state(
+        self,
+        task_id: str | None = None,
+        state: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Report progress from inside the task: only ``state="PROGRESS"`` is accepted.
+
+        ``meta``'s ``current``, ``total`` and ``message`` (or ``status``) keys become
+        the progress; the whole ``meta`` is kept with it (``AsyncResult(id).info``).
+        """
+        if state != State.PROGRESS:
+            raise UnsupportedFeature(
+                f"update_state(state={state!r}) is not supported: taskcore has no custom "
+                'states. Report progress with update_state(state="PROGRESS", meta={...}) '
+                "or current_task.progress(current, total, message); return a value to "
+                "succeed, raise to fail"
+            )
+        context = running_context()
+        if context is None or context.name != self.name:
+            raise RuntimeError(f"{self.name}.update_state() works only inside the running task")
+        if task_id is not None and task_id != context.id:
+            raise UnsupportedFeature(
+                "update_state(task_id=...) of another task is not supported: a task "
+                "reports only its own progress"
+            )
+        meta = dict(meta or {})
+        try:
+            json.dumps(meta, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise EncodeError(f"{self.name}: update_state meta is not JSON: {error}") from None
+        message = meta.get("message", meta.get("status", ""))
+        context.progress(
+            meta.get("current"),
+            meta.get("total"),
+            message if isinstance(message, str) else str(message),
+            meta=meta,
+        )
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError if the arguments do not fit the function's signature."""
