@@ -179,6 +179,11 @@ class Task:
                 "or current_task.progress(current, total, message); return a value to "
                 "succeed, raise to fail"
             )
+        meta = dict(meta or {})
+        try:
+            json.dumps(meta, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise EncodeError(f"{self.name}: update_state meta is not JSON: {error}") from None
         context = running_context()
         if context is None or context.name != self.name:
             raise RuntimeError(f"{self.name}.update_state() works only inside the running task")
@@ -187,11 +192,6 @@ class Task:
                 "update_state(task_id=...) of another task is not supported: a task "
                 "reports only its own progress"
             )
-        meta = dict(meta or {})
-        try:
-            json.dumps(meta, allow_nan=False)
-        except (TypeError, ValueError) as error:
-            raise EncodeError(f"{self.name}: update_state meta is not JSON: {error}") from None
         message = meta.get("message", meta.get("status", ""))
         context.progress(
             meta.get("current"),

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from taskcore import (
     AsyncResult,
     ConfigurationError,
+    EncodeError,
+    Retry,
     State,
     TaskApp,
     TaskFailed,
@@ -139,3 +142,26 @@ def test_what_does_not_carry_over_is_refused_with_what_to_use(app_from) -> None:
     with pytest.raises(RuntimeError, match="only inside the running task"):
         task.update_state(state="PROGRESS", meta={"current": 1})
     assert task.request.id is None and task.request.called_directly
+
+
+def test_self_retry_turns_eta_and_default_retry_delay_into_the_wait(app_from) -> None:
+    app = app_from("celery_style")
+    confirm = app.tasks[C + "confirm_order"]
+    with pytest.raises(Retry) as caught:
+        confirm.retry()
+    assert caught.value.countdown == 0.1 and caught.value.max_retries is None
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    error = ValueError("gateway down")
+    with pytest.raises(Retry) as caught:
+        confirm.retry(exc=error, eta=soon, max_retries=5)
+    assert 29 < caught.value.countdown <= 30
+    assert caught.value.exc is error and caught.value.max_retries == 5
+    with pytest.raises(ConfigurationError, match="not both"):
+        confirm.retry(countdown=1, eta=soon)
+
+
+def test_update_state_meta_must_be_json(app_from) -> None:
+    app = app_from("celery_style")
+    task = app.tasks[C + "export_order_history"]
+    with pytest.raises(EncodeError, match="not JSON"):
+        task.update_state(state="PROGRESS", meta={"current": object()})
