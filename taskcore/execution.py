@@ -68,6 +68,12 @@ class ActiveTask:
         #: Set once the body returned or raised: a STARTED report not yet made is skipped,
         #: so it can never land after (and overwrite) the final state.
         self.finished = False
+        #: STARTED was reported (by its timer or before the first progress report).
+        self.started_reported = False
+        #: Orders this task's STARTED and PROGRESS reports.
+        self.reporting = asyncio.Lock()
+        #: What the STARTED report carries (attempts, arguments, queue wait).
+        self.details: dict[str, Any] = {}
         #: Set when the handler is done with the task (its outcome recorded, or not).
         self.done = asyncio.Event()
 
@@ -177,7 +183,8 @@ class MessageHandler:
             context.soft_deadline = time.monotonic() + options.soft_time_limit
         running = ActiveTask(context, task, message)
         self.active[call.id] = running
-        details: dict[str, Any] = {"attempts": call.retries + 1, "args": _summary(call)}
+        details = running.details
+        details.update(attempts=call.retries + 1, args=_summary(call))
         due = due_at(call.headers)
         if due is not None:  # publish (or end of delay) to start, for the performance view
             details["queue_wait"] = round(max(0.0, time.time() - due), 6)
@@ -220,15 +227,30 @@ class MessageHandler:
     ) -> None:
         # Runs a loop iteration after the timer fired: by then the body may have ended and
         # its final state be on its way to Redis; a STARTED written after it would stick.
-        if not running.finished:
-            await self.states.report_call(call, State.STARTED, **details)
+        async with running.reporting:
+            if not running.finished and not running.started_reported:
+                running.started_reported = True
+                await self.states.report_call(call, State.STARTED, **details)
+
+    async def _report_progress(
+        self, running: ActiveTask | None, call: TaskMessage, progress: dict[str, Any]
+    ) -> None:
+        if running is None:  # ended since: its final state is written, or on its way
+            return
+        async with running.reporting:
+            if not running.started_reported:  # STARTED first, so that its time is kept
+                running.started_reported = True
+                await self.states.report_call(call, State.STARTED, **running.details)
+            await self.states.report_call(call, State.PROGRESS, progress=progress)
 
     async def _settle_error(
         self, message: ReceivedMessage, call: TaskMessage, task: Task, exc: Exception
     ) -> None:
         outcomes = self.outcomes
         if isinstance(exc, Retry):
-            await outcomes.retry(message, call, task.options, exc.countdown, exc.exc or exc)
+            await outcomes.retry(
+                message, call, task.options, exc.countdown, exc.exc or exc, exc.max_retries
+            )
         elif isinstance(exc, Reject):
             await outcomes.dead(message, call.queue, "rejected", exc)
         elif isinstance(exc, TaskRevoked):
@@ -329,7 +351,7 @@ class MessageHandler:
         self, loop: asyncio.AbstractEventLoop, call: TaskMessage, progress: dict[str, Any]
     ) -> None:
         def schedule() -> None:
-            self._spawn(self.states.report_call(call, State.PROGRESS, progress=progress))
+            self._spawn(self._report_progress(self.active.get(call.id), call, progress))
 
         loop.call_soon_threadsafe(schedule)
 

@@ -224,3 +224,19 @@ def test_with_results_off_workers_store_nothing_and_reads_say_why(
     time.sleep(0.3)  # let the worker write whatever it would write
     assert list(rdb.scan_iter(f"{namespace}:task:*")) == []
     assert len(events(rdb, redis_prefix, "start")) == 1  # the revoked one never ran
+
+
+def test_progress_reported_at_once_is_not_overwritten_by_started(
+    app_from, start_worker, rdb, redis_prefix
+) -> None:
+    # STARTED is written for a task still running after a short while, or before its
+    # first progress report; never after that report, which would hide the progress.
+    app = app_from("features")
+    start_worker("features", "-Q", "feat")
+    handle = app.tasks[F + "steps"].delay(2)
+    wait_events(rdb, redis_prefix, "step", 1)
+    time.sleep(0.15)  # past the STARTED timer, before step 2 (0.3 s)
+    assert handle.state == State.PROGRESS
+    assert handle.progress == {"current": 1, "total": 2, "message": "step 1"}
+    assert handle.get(timeout=10) == "done"
+    assert handle.info.extra["started_at"] <= handle.info.extra["progress_at"]
