@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import datetime
 
@@ -66,23 +65,6 @@ class Retry(Exception):
         self.exc = exc
         self.eta = eta
         self.max_retries = max_retries
-        if exc is not None and max_retries is not None:
-            # The worker records ``exc`` (not this Retry) when the retries run out, so
-            # the limit travels with it; ``retry_limit`` reads it back.
-            with contextlib.suppress(AttributeError, TypeError):  # exotic exception types
-                setattr(exc, _RETRY_ATTRIBUTE, self)
-
-
-_RETRY_ATTRIBUTE = "__taskcore_retry__"
-
-
-def retry_limit(error: BaseException, default: int) -> int:
-    """The retry limit that decides ``error``: the ``max_retries`` of the Retry that asked
-    for it (raised as ``error`` or with ``exc=error``), else ``default``."""
-    retry = error if isinstance(error, Retry) else getattr(error, _RETRY_ATTRIBUTE, None)
-    if isinstance(retry, Retry) and retry.max_retries is not None:
-        return retry.max_retries
-    return default
 
 
 class Reject(Exception):

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .dead_letters import dead_letter_headers, short_traceback
-from .errors import PublishError, retry_limit
+from .errors import PublishError
 from .message import (
     H_ETA,
     H_RETRIES,
@@ -116,13 +116,14 @@ class Outcomes:
         options: TaskOptions,
         countdown: float | None,
         error: BaseException,
+        max_retries: int | None = None,
     ) -> None:
         """Send the message round again through the delay cascade, or dead-letter it.
 
-        ``countdown`` (None: the task's backoff) is the wait; the limit is the task's
-        ``max_retries`` unless the Retry behind ``error`` gave its own.
+        ``countdown`` (None: the task's backoff) is the wait; ``max_retries`` (None:
+        the task's) the limit; ``error`` is recorded if the retries have run out.
         """
-        limit = retry_limit(error, options.max_retries)
+        limit = options.max_retries if max_retries is None else max_retries
         if call.retries >= limit:
             await self.dead(message, call.queue, "max-retries-exceeded", error)
             return
