@@ -13,6 +13,22 @@ from .errors import ConfigurationError
 ENV_PREFIX = "TASKCORE_"
 
 
+#: Celery settings people pass by habit, and what to use here instead.
+CELERY_SETTINGS = {
+    "task_always_eager": "there is no eager mode for production: tasks always go through "
+    "the broker (a later taskcore.testing mode will cover unit tests)",
+    "task_serializer": "messages are always JSON; pickle is not supported",
+    "result_serializer": "results are always JSON; pickle is not supported",
+    "accept_content": "workers accept only application/json",
+    "task_acks_late": "taskcore always acks after the outcome (acks late)",
+    "worker_prefetch_multiplier": "prefetch is twice --concurrency per queue",
+    "task_routes": "use routes={'pattern': 'queue'}",
+    "result_backend": "results live in Redis: redis_url (TASKCORE_REDIS_URL)",
+    "beat_schedule": "use app.schedule(name, task, cron=... or every=...)",
+    "timezone": "schedules run in UTC",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a TaskApp needs to know about its surroundings.
@@ -51,7 +67,11 @@ class Settings:
         known = {f.name: f for f in fields(cls)}
         unknown = set(overrides) - set(known)
         if unknown:
-            raise ConfigurationError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+            hints = [CELERY_SETTINGS[name] for name in sorted(unknown) if name in CELERY_SETTINGS]
+            raise ConfigurationError(
+                f"unknown setting(s): {', '.join(sorted(unknown))}"
+                + "".join(f"; {hint}" for hint in hints)
+            )
         values: dict[str, Any] = {}
         for name, f in known.items():
             raw = environ.get(ENV_PREFIX + name.upper())

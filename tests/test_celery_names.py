@@ -165,3 +165,12 @@ def test_update_state_meta_must_be_json(app_from) -> None:
     task = app.tasks[C + "export_order_history"]
     with pytest.raises(EncodeError, match="not JSON"):
         task.update_state(state="PROGRESS", meta={"current": object()})
+
+
+def test_celery_setting_names_say_what_to_use_instead() -> None:
+    with pytest.raises(ConfigurationError, match="no eager mode for production"):
+        TaskApp("celery-habits", task_always_eager=True)
+    with pytest.raises(ConfigurationError, match="pickle is not supported"):
+        TaskApp("celery-habits", task_serializer="pickle")
+    with pytest.raises(ConfigurationError, match=r"unknown setting\(s\): no_such_thing$"):
+        TaskApp("celery-habits", no_such_thing=1)
