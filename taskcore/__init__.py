@@ -25,14 +25,18 @@ from .settings import Settings
 from .shared import SharedTask, current_app, shared_task
 from .states import READY_STATES, State
 from .task import Task, TaskHandle
+from .workflows import Chain, Group, GroupResult, Signature, chain, group
 
 __all__ = [
     "READY_STATES",
     "AsyncResult",
     "BrokerUnavailable",
+    "Chain",
     "ConfigurationError",
     "DecodeError",
     "EncodeError",
+    "Group",
+    "GroupResult",
     "PublishError",
     "QueueNotFound",
     "Reject",
@@ -40,6 +44,7 @@ __all__ = [
     "Retry",
     "Settings",
     "SharedTask",
+    "Signature",
     "SoftTimeLimitExceeded",
     "State",
     "Task",
@@ -52,7 +57,9 @@ __all__ = [
     "TaskcoreError",
     "TimeLimitExceeded",
     "UnsupportedFeature",
+    "chain",
     "current_app",
     "current_task",
+    "group",
     "shared_task",
 ]

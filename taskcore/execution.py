@@ -34,6 +34,7 @@ from .errors import (
 from .message import H_RESENT, TaskMessage, decode, due_at
 from .outcomes import settle
 from .states import State
+from .workflows import H_CHAIN, next_step
 
 if TYPE_CHECKING:
     from .app import TaskApp
@@ -149,10 +150,23 @@ class MessageHandler:
             call
         ):
             log.info("task %s[%s] already succeeded: second copy skipped", call.task, call.id)
+            if H_CHAIN in call.headers:  # the hand-over to the next step may not have happened
+                await self._settle_success(message, call, await self.results.result_of(call.id))
+                return True
         else:
             return False
         await settle(message, "ack")
         return True
+
+    async def _settle_success(
+        self, message: ReceivedMessage, call: TaskMessage, result: Any
+    ) -> None:
+        """Ack a task that succeeded; a chain step first hands over to the next step."""
+        following = next_step(call, result)
+        if following is None:
+            await settle(message, "ack")
+        else:
+            await self.outcomes.hand_over(message, following)
 
     async def _succeeded_before(self, call: TaskMessage) -> bool:
         # Only a redelivered or resent message can have run before: its worker may
@@ -214,7 +228,7 @@ class MessageHandler:
                     if not options.ignore_result:
                         fields["result"] = result
                     await self.states.report_call(call, State.SUCCESS, **fields)
-                    await settle(message, "ack")
+                    await self._settle_success(message, call, result)
                     log.info("task %s[%s] succeeded in %.3fs", call.task, call.id, runtime)
         finally:
             for handle in limits:

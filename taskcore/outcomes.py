@@ -30,6 +30,7 @@ from .message import (
 )
 from .states import State
 from .topology import dead_queue
+from .workflows import steps_after
 
 if TYPE_CHECKING:
     from .broker import BrokerClient
@@ -181,6 +182,7 @@ class Outcomes:
                     reason=reason,
                     attempts=retries_of(message) + 1,
                 )
+            await self._stop_chain(message, reason)
 
         await forward(
             self.client,
@@ -189,6 +191,43 @@ class Outcomes:
             headers,
             before_ack=recorded,
         )
+
+    async def hand_over(self, message: ReceivedMessage, following: TaskMessage) -> bool:
+        """Publish the chain step after ``message``'s task, then ack ``message``; False if
+        the step was not confirmed (``message`` is requeued; its redelivery hands over)."""
+        envelope = Envelope(
+            *self.topology.address(following.queue, 0.0), following.body(), following.properties()
+        )
+        try:
+            await self.client.publish([envelope], [following.queue])
+        except PublishError as exc:
+            log.error(
+                "could not send chain step %s after %s: %s; requeueing",
+                following.id,
+                message.message_id,
+                exc,
+            )
+            await asyncio.sleep(PAUSE_AFTER_REFUSAL)
+            await settle(message, "requeue")
+            return False
+        await settle(message, "ack")
+        return True
+
+    async def _stop_chain(self, message: ReceivedMessage, reason: str) -> None:
+        # A replayed dead letter still carries its chain: replaying it resumes the chain.
+        for step in steps_after(message.headers or {}):
+            await self.states.report(
+                step["id"],
+                State.FAILURE,
+                task=step["task"],
+                queue=step["queue"],
+                error={
+                    "type": "taskcore.ChainStopped",
+                    "message": f"not run: an earlier step, {message.type}[{message.message_id}], "
+                    f"went to the dead-letter queue ({reason})",
+                },
+                reason="chain-stopped",
+            )
 
 
 def error_fields(error: BaseException) -> dict[str, Any]:

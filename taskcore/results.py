@@ -196,6 +196,13 @@ class AsyncResultStore:
         state = await self.redis.hget(self.keys.task(task_id), "state")
         return State(json.loads(state)) if state else None
 
+    async def result_of(self, task_id: str) -> Any:
+        """The stored result of a task (None when there is none)."""
+        if not self.enabled:
+            return None
+        result = await self.redis.hget(self.keys.task(task_id), "result")
+        return json.loads(result) if result else None
+
     async def close(self) -> None:
         """Wait for the writes not yet sent (the client belongs to the worker)."""
         await self._writes.drain()

@@ -18,6 +18,7 @@ from .options import TaskOptions
 from .ratelimit import parse_rate
 from .results import TaskStatus
 from .states import State
+from .workflows import Signature
 
 if TYPE_CHECKING:
     from .app import SendOptions, TaskApp
@@ -220,6 +221,15 @@ class Task:
         """Queue a call with options: a delay (``countdown`` or ``eta``), a queue, an id,
         a priority (0-9), an idempotency key (see ``SendOptions``)."""
         return self.app.send_task(self.name, args, kwargs, **options)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this call, for a chain or group (in a chain it gets the previous
+        step's result as its first argument)."""
+        return Signature(self.name, args, kwargs, app=self.app)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: in a chain it ignores the previous step's result."""
+        return Signature(self.name, args, kwargs, immutable=True, app=self.app)
 
     def map(self, calls: Iterable[Any], *, queue: str | None = None) -> list[TaskHandle]:
         """Queue one call per item, pipelined under a single wait for all confirms.

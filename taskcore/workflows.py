@@ -1,0 +1,249 @@
+"""Workflows: signatures, chains and groups (Celery's canvas) on confirmed publishing.
+
+A ``Signature`` is a task call not sent yet: a task name, arguments and options
+(``add.s(2)``; ``.si()`` for one that ignores the previous result). A chain runs
+its steps one after another, each step's result prepended to the next step's
+arguments. Every step's id is chosen when the chain is sent, and the steps still
+to run travel in the message's ``x-taskcore-chain`` header. When a step
+succeeds, the worker publishes the next one and waits for the broker's confirm
+before it acks the step, so a crash between the two repeats the hand-over,
+never drops the rest. A step that ends in a dead-letter queue stops the chain:
+the steps after it are marked FAILURE, naming the step that failed. A group
+sends its members at once; its result lists theirs in order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError, EncodeError
+from .message import TaskMessage, new_task_id
+
+if TYPE_CHECKING:
+    from .app import TaskApp
+    from .task import TaskHandle
+
+#: The steps of a chain still to run after this message's task: a JSON list of
+#: ``{"id", "task", "queue", "args", "kwargs", "immutable", "priority"}``.
+H_CHAIN = "x-taskcore-chain"
+#: Options a signature keeps for its call.
+SIGNATURE_OPTIONS = {"queue", "priority", "countdown"}
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A task call to be sent later, alone, in a chain or in a group."""
+
+    task: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    immutable: bool = False
+    app: TaskApp | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.options) - SIGNATURE_OPTIONS
+        if unknown:
+            raise ConfigurationError(
+                f"{self.task}: signature option(s) {', '.join(sorted(unknown))} not supported; "
+                f"use {', '.join(sorted(SIGNATURE_OPTIONS))}"
+            )
+
+    def set(self, **options: Any) -> Signature:
+        """The same call with these options (queue, priority, countdown)."""
+        return replace(self, options={**self.options, **options})
+
+    def delay(self, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Send the call; ``args`` go before the signature's own (Celery's partials)."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, **options: Any
+    ) -> TaskHandle:
+        """Send the call with extra arguments (before the signature's) and options."""
+        call_args = self.args if self.immutable else (*args, *self.args)
+        sent = {**self.options, **options}
+        return _app_of(self).send_task(
+            self.task, call_args, {**self.kwargs, **(kwargs or {})}, **sent
+        )
+
+    def __or__(self, other: Signature | Chain) -> Chain:
+        return Chain(self, other)
+
+
+class Chain:
+    """Steps run one after another; ``apply_async()`` returns the last step's handle."""
+
+    def __init__(self, *steps: Signature | Chain) -> None:
+        flat: list[Signature] = []
+        for step in steps:
+            flat.extend(step.steps if isinstance(step, Chain) else [step])
+        if not flat:
+            raise ConfigurationError("a chain needs at least one step")
+        for step in flat:
+            if not isinstance(step, Signature):
+                raise ConfigurationError(
+                    f"chain steps are signatures (task.s(...) or task.si(...)), not {step!r}"
+                )
+        self.steps = flat
+
+    def __or__(self, other: Signature | Chain) -> Chain:
+        return Chain(self, other)
+
+    def delay(self, *args: Any, **kwargs: Any) -> TaskHandle:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+    ) -> TaskHandle:
+        """Send the first step (with ``args`` before its own) carrying the rest; every
+        step's arguments are checked now, the previous result standing in for the first."""
+        from .task import TaskHandle
+
+        first, *rest = self.steps
+        app = _app_of(first)
+        ids = [new_task_id() for _ in self.steps]
+        call_args = first.args if first.immutable else (*args, *first.args)
+        message = app.message(
+            first.task,
+            call_args,
+            {**first.kwargs, **(kwargs or {})},
+            queue=first.options.get("queue"),
+            task_id=ids[0],
+            priority=first.options.get("priority"),
+        )
+        later = [_step(app, step, step_id) for step, step_id in zip(rest, ids[1:], strict=True)]
+        if later:
+            try:
+                message.headers[H_CHAIN] = json.dumps(later, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise EncodeError(f"a chain step's arguments are not JSON: {exc}") from None
+        app.publish([(message, float(first.options.get("countdown") or 0.0))])
+        last = later[-1] if later else {"task": message.task, "queue": message.queue}
+        return TaskHandle(ids[-1], last["task"], last["queue"], app)
+
+
+class Group:
+    """Tasks sent together, pipelined; ``apply_async()`` returns a ``GroupResult``."""
+
+    def __init__(self, *members: Signature | Iterable[Signature]) -> None:
+        if len(members) == 1 and not isinstance(members[0], Signature):
+            members = tuple(members[0])
+        self.members = [m for m in members if isinstance(m, Signature)]
+        if len(self.members) != len(members):
+            raise ConfigurationError("group members are signatures (task.s(...))")
+
+    def delay(self, *args: Any, **kwargs: Any) -> GroupResult:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+    ) -> GroupResult:
+        """Send every member (``args`` before each one's own) under one wait for confirms."""
+        from .task import TaskHandle
+
+        if not self.members:
+            return GroupResult([])
+        app = _app_of(self.members[0])
+        items = []
+        for member in self.members:
+            message = app.message(
+                member.task,
+                member.args if member.immutable else (*args, *member.args),
+                {**member.kwargs, **(kwargs or {})},
+                queue=member.options.get("queue"),
+                priority=member.options.get("priority"),
+            )
+            items.append((message, float(member.options.get("countdown") or 0.0)))
+        app.publish(items)
+        return GroupResult([TaskHandle(m.id, m.task, m.queue, app) for m, _ in items])
+
+
+class GroupResult:
+    """The handles of a group's members, in the order they were given."""
+
+    def __init__(self, results: list[TaskHandle]) -> None:
+        self.results = results
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def ready(self) -> bool:
+        return all(handle.ready() for handle in self.results)
+
+    def completed_count(self) -> int:
+        """How many members have finished (succeeded, failed, dead or revoked)."""
+        return sum(handle.ready() for handle in self.results)
+
+    def get(self, timeout: float | None = None) -> list[Any]:
+        """Every member's result in order; TaskFailed for the first that failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for handle in self.results:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            values.append(handle.get(timeout=left))
+        return values
+
+
+def chain(*steps: Signature | Chain) -> Chain:
+    """``chain(a.s(1), b.s(), c.s())``: a's result goes to b, b's to c."""
+    return Chain(*steps)
+
+
+def group(*members: Signature | Iterable[Signature]) -> Group:
+    """``group(a.s(1), a.s(2))`` or ``group(a.s(i) for i in range(10))``."""
+    return Group(*members)
+
+
+def next_step(call: TaskMessage, result: Any) -> TaskMessage | None:
+    """The message of the chain step after ``call``, given its result; None if none."""
+    raw = call.headers.get(H_CHAIN)
+    if not raw:
+        return None
+    step, *rest = json.loads(raw)
+    message = TaskMessage(
+        id=step["id"],
+        task=step["task"],
+        queue=step["queue"],
+        args=list(step["args"]) if step["immutable"] else [result, *step["args"]],
+        kwargs=dict(step["kwargs"]),
+        priority=step.get("priority"),
+    )
+    if rest:
+        message.headers[H_CHAIN] = json.dumps(rest)
+    return message
+
+
+def steps_after(headers: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The chain steps a message's headers say are still to run (for marking them failed)."""
+    raw = headers.get(H_CHAIN)
+    return json.loads(raw) if raw else []
+
+
+def _step(app: TaskApp, step: Signature, step_id: str) -> dict[str, Any]:
+    task = app.tasks.get(step.task)
+    if task is not None:  # the previous result stands in for the first argument
+        task.check_arguments(step.args if step.immutable else (None, *step.args), step.kwargs)
+    if "countdown" in step.options:
+        raise ConfigurationError(f"{step.task}: a countdown is only for a chain's first step")
+    return {
+        "id": step_id,
+        "task": step.task,
+        "queue": app.queue_for(task or step.task, step.options.get("queue")),
+        "args": list(step.args),
+        "kwargs": dict(step.kwargs),
+        "immutable": step.immutable,
+        "priority": step.options.get("priority"),
+    }
+
+
+def _app_of(signature: Signature) -> TaskApp:
+    if signature.app is not None:
+        return signature.app
+    from .shared import current_app
+
+    return current_app()

@@ -1,0 +1,84 @@
+"""Chains and groups against a real worker: results flow, failures stop, mistakes refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskcore import State, TaskFailed, chain, group
+
+from .broker_tools import Probe
+
+W = "tests.apps.workflows."
+
+
+def test_a_chain_passes_each_result_on_and_returns_the_last(app_from, start_worker) -> None:
+    app = app_from("workflows")
+    add, mul = app.tasks[W + "add"], app.tasks[W + "mul"]
+    start_worker("workflows", "-Q", "flow")
+    handle = chain(add.s(1, 2), mul.s(10), add.s(5)).apply_async()
+    assert handle.get(timeout=15) == 35  # (1 + 2) * 10 + 5
+    assert (add.s(1, 1) | add.si(100, 1)).delay().get(timeout=15) == 101  # .si ignores 2
+    assert (add.s(2) | mul.s(3)).delay(4).get(timeout=15) == 18  # delay's args go first
+
+
+def test_a_step_that_fails_stops_the_chain_and_says_which(
+    app_from, start_worker, probe: Probe
+) -> None:
+    app = app_from("workflows")
+    add, refuse = app.tasks[W + "add"], app.tasks[W + "refuse"]
+    start_worker("workflows", "-Q", "flow")
+    last = chain(add.s(1, 1), refuse.s(), add.s(1), add.s(2)).apply_async()
+    with pytest.raises(TaskFailed) as failed:
+        last.get(timeout=15)
+    assert failed.value.remote_type == "taskcore.ChainStopped"
+    assert f"{W}refuse[" in failed.value.remote_message
+    (dead,) = probe.get_all("flow.dead")
+    assert dead.type == W + "refuse" and dead.headers["x-taskcore-reason"] == "rejected"
+    assert app.result(dead.message_id).state == State.DEAD
+
+
+def test_a_group_runs_side_by_side_and_gives_results_in_order(app_from, start_worker) -> None:
+    app = app_from("workflows")
+    add, collect = app.tasks[W + "add"], app.tasks[W + "collect"]
+    start_worker("workflows", "-Q", "flow", "--concurrency", "4")
+    result = group(add.s(i, i) for i in range(6)).apply_async()
+    assert len(result) == 6
+    assert result.get(timeout=15) == [0, 2, 4, 6, 8, 10]
+    assert result.ready() and result.completed_count() == 6
+    assert chain(add.s(1, 2), collect.si([1, 2, 3])).delay().get(timeout=15) == 6
+
+
+def test_chain_mistakes_are_refused_before_anything_is_sent(app_from, probe: Probe) -> None:
+    app = app_from("workflows")
+    add = app.tasks[W + "add"]
+    add.delay(0, 0)  # declares the queue
+    probe.get_all("flow")
+    with pytest.raises(TypeError, match="add"):
+        chain(add.s(1, 2), add.s(3, 4)).apply_async()  # the previous result makes 3 args
+    with pytest.raises(Exception, match="not JSON"):
+        chain(add.s(1, 2), add.s({1, 2})).apply_async()
+    assert probe.depth("flow") == 0
+
+
+def test_a_step_whose_worker_died_after_its_success_still_hands_over(
+    app_from, start_worker, probe: Probe
+) -> None:
+    # The worker recorded the first step's SUCCESS, then died before sending the next step:
+    # the broker delivers the step again, and the new worker, seeing it succeeded, hands
+    # over with the stored result instead of running it again or dropping the rest.
+    app = app_from("workflows")
+    add = app.tasks[W + "add"]
+    last = chain(add.s(1, 2), add.s(10)).apply_async()
+    (first,) = probe.get_all("flow")
+    app.results.set_state(first.message_id, State.SUCCESS, result=7)  # not 3: not run again
+    probe.publish_raw(
+        app.topology.work_exchange,
+        "flow",
+        first.body,
+        message_id=first.message_id,
+        message_type=first.type,
+        content_type=first.content_type,
+        headers={**first.headers, "x-taskcore-resent": 1},  # as good as a redelivery
+    )
+    start_worker("workflows", "-Q", "flow")
+    assert last.get(timeout=15) == 17
