@@ -60,15 +60,17 @@ class BrokerClient:
 
     @property
     def is_open(self) -> bool:
-        """True while a channel is open (it may still turn out dead on the next publish)."""
-        return self._channel is not None and not self._channel.is_closed
+        """True while a channel is open and ready (it may still turn out dead on the next
+        publish). Not while another caller is still opening it: ``_raw`` comes last."""
+        return self._raw is not None and self._channel is not None and not self._channel.is_closed
 
     async def channel(self) -> AbstractChannel:
         """The open confirm channel, connecting (and declaring the base topology) if needed."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if self._channel is not None and not self._channel.is_closed:
+            if self.is_open:
+                assert self._channel is not None
                 return self._channel
             await self.close()
             self._connection = await connect(self.settings)

@@ -330,6 +330,12 @@ class Worker:
     async def _on_delivery(self, message: Delivery, queue: str) -> None:
         try:
             await self._handle_in_slot(message, queue)
+        except Exception:
+            # A bug in handling must not leave the message held unacknowledged for as
+            # long as this connection lives: give it back to the broker.
+            log.exception("handling message %s failed; requeueing it", message.message_id)
+            if not message.settled:
+                await settle(message, "requeue")
         finally:
             task = asyncio.current_task()
             self._deliveries.pop(task, None)  # type: ignore[arg-type]

@@ -256,3 +256,38 @@ def test_a_queue_left_with_other_arguments_gets_a_clear_error(app_from, amqp_url
         app.tasks["tests.apps.basic.note"].delay("x")
     assert "already exists with other arguments" in str(caught.value)
     assert "rabbitmqctl delete_queue" in str(caught.value)
+
+
+def test_a_publish_while_another_caller_opens_the_channel_waits_for_it(
+    app_from, probe: Probe
+) -> None:
+    # A worker's retries and hand-overs share one client; one that found the channel
+    # half-open (declared, not yet ready) failed an assertion and left its message held.
+    from taskcore.broker import BrokerClient
+    from taskcore.message import Envelope
+    from taskcore.topology import Topology
+
+    app = app_from("basic")
+    app.tasks["tests.apps.basic.note"].delay("declare")
+    probe.get_all("work")
+    opening = asyncio.Event()
+
+    class SlowTopology(Topology):
+        async def declare_base(self, channel: object) -> None:
+            opening.set()
+            await asyncio.sleep(0.3)  # the window another caller used to fall into
+            await super().declare_base(channel)  # type: ignore[arg-type]
+
+    message = app.tasks["tests.apps.basic.note"].message(("during",))
+    envelope = Envelope(*app.topology.address("work", 0.0), message.body(), message.properties())
+
+    async def main() -> None:
+        client = BrokerClient(app.settings, SlowTopology(app.settings.namespace))
+        first = asyncio.ensure_future(client.channel())
+        await opening.wait()
+        await client.publish([envelope])  # no queues to declare: straight to the channel
+        await first
+        await client.close()
+
+    asyncio.run(main())
+    assert [got.message_id for got in probe.get_all("work")] == [message.id]
