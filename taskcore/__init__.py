@@ -25,13 +25,14 @@ from .settings import Settings
 from .shared import SharedTask, current_app, shared_task
 from .states import READY_STATES, State
 from .task import Task, TaskHandle
-from .workflows import Chain, Group, GroupResult, Signature, chain, group
+from .workflows import Chain, Chord, Group, GroupResult, Signature, chain, chord, group
 
 __all__ = [
     "READY_STATES",
     "AsyncResult",
     "BrokerUnavailable",
     "Chain",
+    "Chord",
     "ConfigurationError",
     "DecodeError",
     "EncodeError",
@@ -58,6 +59,7 @@ __all__ = [
     "TimeLimitExceeded",
     "UnsupportedFeature",
     "chain",
+    "chord",
     "current_app",
     "current_task",
     "group",

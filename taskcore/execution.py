@@ -34,7 +34,7 @@ from .errors import (
 from .message import H_RESENT, TaskMessage, decode, due_at
 from .outcomes import settle
 from .states import State
-from .workflows import H_CHAIN, next_step
+from .workflows import CLAIM_CHORD, H_CHAIN, H_CHORD, chord_body, chord_keys, next_step
 
 if TYPE_CHECKING:
     from .app import TaskApp
@@ -150,7 +150,7 @@ class MessageHandler:
             call
         ):
             log.info("task %s[%s] already succeeded: second copy skipped", call.task, call.id)
-            if H_CHAIN in call.headers:  # the hand-over to the next step may not have happened
+            if H_CHAIN in call.headers or H_CHORD in call.headers:  # a hand-over may be owed
                 await self._settle_success(message, call, await self.results.result_of(call.id))
                 return True
         else:
@@ -161,12 +161,42 @@ class MessageHandler:
     async def _settle_success(
         self, message: ReceivedMessage, call: TaskMessage, result: Any
     ) -> None:
-        """Ack a task that succeeded; a chain step first hands over to the next step."""
+        """Ack a task that succeeded. A chain step first hands over to the next step; the
+        chord member that completes its chord first publishes the callback."""
+        if H_CHORD in call.headers:
+            callback = await self._chord_callback(call)
+            if callback is None:
+                await settle(message, "ack")
+            elif await self.outcomes.hand_over(message, callback):
+                await self._chord_published(call)
+            return
         following = next_step(call, result)
         if following is None:
             await settle(message, "ack")
         else:
             await self.outcomes.hand_over(message, following)
+
+    async def _chord_callback(self, call: TaskMessage) -> TaskMessage | None:
+        """The chord's callback message if this member completes the chord and holds its
+        claim (None otherwise: other members are still to finish, or another published)."""
+        chord = json.loads(call.headers[H_CHORD])
+        members = chord["members"]
+        keys = chord_keys(self.results.keys.namespace, chord["id"])
+        claimed = await self.results.redis.eval(
+            CLAIM_CHORD, len(keys), *keys, call.id, len(members), self.results.expires
+        )
+        if not claimed:
+            return None
+        results = await asyncio.gather(*(self.results.result_of(m) for m in members))
+        return chord_body(call, list(results))
+
+    async def _chord_published(self, call: TaskMessage) -> None:
+        chord = json.loads(call.headers[H_CHORD])
+        published = chord_keys(self.results.keys.namespace, chord["id"])[2]
+        try:
+            await self.results.redis.set(published, 1, ex=self.results.expires)
+        except redis.RedisError as exc:  # the claim stays ours: a redelivery publishes again
+            log.warning("could not mark chord %s published: %s", chord["id"], exc)
 
     async def _succeeded_before(self, call: TaskMessage) -> bool:
         # Only a redelivered or resent message can have run before: its worker may

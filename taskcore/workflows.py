@@ -9,7 +9,14 @@ succeeds, the worker publishes the next one and waits for the broker's confirm
 before it acks the step, so a crash between the two repeats the hand-over,
 never drops the rest. A step that ends in a dead-letter queue stops the chain:
 the steps after it are marked FAILURE, naming the step that failed. A group
-sends its members at once; its result lists theirs in order.
+sends its members at once; its result lists theirs in order. A chord is a group
+and a callback that gets the list of the members' results: each member's
+``x-taskcore-chord`` header names the chord, its members and the callback; when
+a member succeeds, its worker adds it to the chord's set in Redis, and the
+member that completes the set claims the callback (one Lua script), publishes
+it and waits for the confirm before acking. A redelivered member counts once
+(a set), and only the claimer may publish, again after a crash, until the
+callback's confirm is recorded.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ if TYPE_CHECKING:
 #: The steps of a chain still to run after this message's task: a JSON list of
 #: ``{"id", "task", "queue", "args", "kwargs", "immutable", "priority"}``.
 H_CHAIN = "x-taskcore-chain"
+#: The chord a group member belongs to: ``{"id", "members": [ids], "body": step}``.
+H_CHORD = "x-taskcore-chord"
 #: Options a signature keeps for its call.
 SIGNATURE_OPTIONS = {"queue", "priority", "countdown"}
 
@@ -189,6 +198,78 @@ class GroupResult:
         return values
 
 
+class Chord:
+    """A group and a callback that runs once with the list of the members' results."""
+
+    def __init__(self, header: Group | Iterable[Signature], body: Signature) -> None:
+        self.header = header if isinstance(header, Group) else Group(header)
+        if not isinstance(body, Signature):
+            raise ConfigurationError("a chord's callback is a signature (task.s(...))")
+        self.body = body
+
+    def delay(self, *args: Any, **kwargs: Any) -> TaskHandle:
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None
+    ) -> TaskHandle:
+        """Send every member (``args`` before each one's own); returns the callback's handle."""
+        from .task import TaskHandle
+
+        members = self.header.members
+        if not members:
+            raise ConfigurationError("a chord needs at least one member")
+        app = _app_of(self.body)
+        app.results.require_enabled()  # the callback collects the members' stored results
+        body = _step(app, self.body, new_task_id())
+        messages = [
+            app.message(
+                member.task,
+                member.args if member.immutable else (*args, *member.args),
+                {**member.kwargs, **(kwargs or {})},
+                queue=member.options.get("queue"),
+                priority=member.options.get("priority"),
+            )
+            for member in members
+        ]
+        chord_header = json.dumps(
+            {"id": new_task_id(), "members": [m.id for m in messages], "body": body}
+        )
+        for message in messages:
+            message.headers[H_CHORD] = chord_header
+        app.publish([(message, 0.0) for message in messages])
+        return TaskHandle(body["id"], body["task"], body["queue"], app)
+
+
+#: KEYS: the chord's done set, its claim, its published mark; ARGV: member id, member
+#: count, seconds to keep them. 1 when this member is the one to publish the callback.
+CLAIM_CHORD = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('SCARD', KEYS[1]) < tonumber(ARGV[2]) then return 0 end
+local holder = redis.call('GET', KEYS[2])
+if not holder then
+  redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
+  return 1
+end
+if holder == ARGV[1] then return 1 end
+return 0
+"""
+
+
+def chord_keys(namespace: str, chord_id: str) -> list[str]:
+    """The Redis keys of one chord: done members, the claim, the published mark."""
+    base = f"{namespace}:chord:{chord_id}"
+    return [f"{base}:done", f"{base}:claim", f"{base}:published"]
+
+
+def chord_body(call: TaskMessage, results: list[Any]) -> TaskMessage:
+    """The callback message of the chord ``call`` belongs to, given its members' results."""
+    body = json.loads(call.headers[H_CHORD])["body"]
+    return _message(body, results)
+
+
 def chain(*steps: Signature | Chain) -> Chain:
     """``chain(a.s(1), b.s(), c.s())``: a's result goes to b, b's to c."""
     return Chain(*steps)
@@ -199,13 +280,33 @@ def group(*members: Signature | Iterable[Signature]) -> Group:
     return Group(*members)
 
 
+def chord(header: Group | Iterable[Signature], body: Signature) -> Chord:
+    """``chord(group(a.s(i) for i in ...), total.s())``: total gets the list of results."""
+    return Chord(header, body)
+
+
 def next_step(call: TaskMessage, result: Any) -> TaskMessage | None:
     """The message of the chain step after ``call``, given its result; None if none."""
     raw = call.headers.get(H_CHAIN)
     if not raw:
         return None
     step, *rest = json.loads(raw)
-    message = TaskMessage(
+    message = _message(step, result)
+    if rest:
+        message.headers[H_CHAIN] = json.dumps(rest)
+    return message
+
+
+def steps_after(headers: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The steps a message's headers say are still to run after it: a chain's later
+    steps, a chord's callback (marked failed when the message is dead-lettered)."""
+    chain_steps = json.loads(headers[H_CHAIN]) if headers.get(H_CHAIN) else []
+    chord_steps = [json.loads(headers[H_CHORD])["body"]] if headers.get(H_CHORD) else []
+    return chain_steps + chord_steps
+
+
+def _message(step: Mapping[str, Any], result: Any) -> TaskMessage:
+    return TaskMessage(
         id=step["id"],
         task=step["task"],
         queue=step["queue"],
@@ -213,15 +314,6 @@ def next_step(call: TaskMessage, result: Any) -> TaskMessage | None:
         kwargs=dict(step["kwargs"]),
         priority=step.get("priority"),
     )
-    if rest:
-        message.headers[H_CHAIN] = json.dumps(rest)
-    return message
-
-
-def steps_after(headers: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The chain steps a message's headers say are still to run (for marking them failed)."""
-    raw = headers.get(H_CHAIN)
-    return json.loads(raw) if raw else []
 
 
 def _step(app: TaskApp, step: Signature, step_id: str) -> dict[str, Any]:

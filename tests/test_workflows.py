@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from taskcore import State, TaskFailed, chain, group
+from taskcore import State, TaskFailed, chain, chord, group
 
 from .broker_tools import Probe
 
@@ -82,3 +84,50 @@ def test_a_step_whose_worker_died_after_its_success_still_hands_over(
     )
     start_worker("workflows", "-Q", "flow")
     assert last.get(timeout=15) == 17
+
+
+def test_a_chord_calls_back_once_with_every_result_in_order(
+    app_from, start_worker, rdb, redis_prefix, probe: Probe
+) -> None:
+    app = app_from("workflows")
+    add, tally = app.tasks[W + "add"], app.tasks[W + "tally"]
+    start_worker("workflows", "-Q", "flow", "--concurrency", "4")
+    handle = chord(group(add.s(i, i) for i in range(8)), tally.s()).apply_async()
+    assert handle.get(timeout=15) == sum(2 * i for i in range(8))
+    assert rdb.get(redis_prefix + "tally-runs") == "1"
+
+
+def test_a_redelivered_member_does_not_call_back_twice(
+    app_from, start_worker, rdb, redis_prefix, probe: Probe
+) -> None:
+    app = app_from("workflows")
+    add, tally = app.tasks[W + "add"], app.tasks[W + "tally"]
+    handle = chord([add.s(1, 1), add.s(2, 2)], tally.s()).apply_async()
+    members = probe.get_all("flow")
+    for got in members:  # what the worker will see, and what it sees again below
+        probe.publish_raw(
+            app.topology.work_exchange, "flow", got.body, message_id=got.message_id,
+            message_type=got.type, content_type=got.content_type, headers=got.headers,
+        )  # fmt: skip
+    start_worker("workflows", "-Q", "flow")
+    assert handle.get(timeout=15) == 6
+    for again in members:  # both: one of them claimed the callback
+        probe.publish_raw(
+            app.topology.work_exchange, "flow", again.body, message_id=again.message_id,
+            message_type=again.type, content_type=again.content_type,
+            headers={**again.headers, "x-taskcore-resent": 1},
+        )  # fmt: skip
+    assert probe.wait_depth("flow", 0) == 0
+    time.sleep(1.0)  # a second callback would have run by now
+    assert rdb.get(redis_prefix + "tally-runs") == "1"
+
+
+def test_a_failed_member_fails_the_chord(app_from, start_worker) -> None:
+    app = app_from("workflows")
+    add, refuse, tally = (app.tasks[W + n] for n in ("add", "refuse", "tally"))
+    start_worker("workflows", "-Q", "flow")
+    handle = chord([add.s(1, 1), refuse.s(3)], tally.s()).apply_async()
+    with pytest.raises(TaskFailed) as failed:
+        handle.get(timeout=15)
+    assert failed.value.remote_type == "taskcore.ChainStopped"
+    assert f"{W}refuse[" in failed.value.remote_message

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+import redis
+
 from taskcore import Reject, TaskApp
 
 app = TaskApp("tests")
+PREFIX = os.environ.get("TEST_KEY_PREFIX", "taskcore-test:unset:")
+_redis = redis.Redis.from_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 
 @app.task(queue="flow")
@@ -25,3 +31,10 @@ def collect(values: list[int]) -> int:
 @app.task(queue="flow")
 def refuse(value: int) -> None:
     raise Reject(f"refusing {value} on purpose")
+
+
+@app.task(queue="flow")
+def tally(values: list[int]) -> int:
+    """A chord callback that counts its runs in Redis."""
+    _redis.incr(PREFIX + "tally-runs")
+    return sum(values)
