@@ -6,7 +6,7 @@ for the suite and must end with nothing lost.
 
 from __future__ import annotations
 
-from scripts.drills import connection_cuts, kill_workers, poison
+from scripts.drills import connection_cuts, kill_workers, kill_workflows, poison
 
 
 def test_poison_messages_are_dead_lettered_with_a_reason_and_the_worker_goes_on() -> None:
@@ -39,3 +39,13 @@ def test_sigkilled_worker_processes_lose_no_task() -> None:
     assert result.succeeded == result.sent >= kill_workers.SHORT["tasks"]
     assert result.retried > 0
     assert f"{kill_workers.SHORT['kills']} worker processes killed" in report.did[0]
+
+
+def test_sigkilled_workers_drop_no_chain_step_and_no_chord_callback() -> None:
+    report = kill_workflows.run(short=True)
+    result = report.reconciliation
+    assert result is not None
+    assert result.lost == 0
+    size = kill_workflows.SHORT
+    assert result.succeeded == result.sent == size["chains"] + size["chords"]
+    assert "every result right" in report.did[0]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import click
 
-from . import connection_cuts, kill_workers, poison
+from . import connection_cuts, kill_workers, kill_workflows, poison
 from .report import Report
 from .service_drills import SERVICE_DRILLS
 
@@ -17,6 +17,7 @@ DRILLS: dict[str, Callable[[bool], Report]] = {
     "poison": poison.run,
     "cuts": connection_cuts.run,
     "kill": kill_workers.run,
+    "kill-workflows": kill_workflows.run,
     **SERVICE_DRILLS,
 }
 

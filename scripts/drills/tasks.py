@@ -53,3 +53,18 @@ def limited(i: int) -> int:
 def tick(fire_time: str = "") -> None:
     """Fired by a beat: records each run under the schedule's fire time."""
     ledger.ran(current_task.id)
+
+
+@app.task(queue="drills", name="drills.step")
+def step(value: int, increment: int = 1) -> int:
+    """A chain step or chord member: records its run, passes its value on."""
+    time.sleep(WORK_SECONDS)
+    ledger.ran(current_task.id)
+    return value + increment
+
+
+@app.task(queue="drills", name="drills.total")
+def total(values: list[int]) -> int:
+    """A chord callback: records its run (a second run is a duplicate)."""
+    ledger.ran(current_task.id)
+    return sum(values)
