@@ -123,6 +123,7 @@ def test_shared_tasks_join_every_app_and_send_through_the_current_one(
     confirmed = celery_style.confirm_order.delay(5)  # bound, retries after default_retry_delay
     assert confirmed.queue == "notify"
     assert confirmed.get(timeout=10) == "order 5 confirmed after 1 retry"
+    assert celery_style.checkout(9, [1.5, 2.25]).get(timeout=10) == "order 9: 3.75"  # a chain
 
 
 def test_what_does_not_carry_over_is_refused_with_what_to_use(app_from) -> None:

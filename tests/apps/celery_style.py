@@ -1,6 +1,6 @@
 """Order notifications written as Celery code: only the imports differ from Celery.
 
-With Celery the imports would read ``from celery import Celery, Task, shared_task``.
+With Celery the imports would read ``from celery import Celery, Task, chain, shared_task``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import redis
 
-from taskcore import Task, shared_task
+from taskcore import Task, chain, shared_task
 from taskcore import TaskApp as Celery
 
 app = Celery("celery_style")
@@ -81,3 +81,13 @@ def confirm_order(self: Task, order_id: int) -> str:
     if self.request.retries == 0:
         raise self.retry(exc=GatewayError(f"order {order_id}: first try fails"))
     return f"order {order_id} confirmed after {self.request.retries} retry"
+
+
+@app.task(queue="notify", rate_limit="20/s")  # global across workers (Celery's: per worker)
+def receipt_line(total: float, order_id: int) -> str:
+    return f"order {order_id}: {total:.2f}"
+
+
+def checkout(order_id: int, prices: list[float]):
+    """Total the order, then write its receipt line: a chain, as Celery code writes it."""
+    return chain(order_total.s(prices), receipt_line.s(order_id)).apply_async()
