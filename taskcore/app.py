@@ -25,6 +25,7 @@ from .shared import app_created, make_current
 from .states import State
 from .task import Task, TaskHandle
 from .topology import Topology, check_queue_name
+from .workflows import Signature, link_headers
 
 
 class SendOptions(TypedDict, total=False):
@@ -42,6 +43,10 @@ class SendOptions(TypedDict, total=False):
     #: A second call with the same key is not queued while the first is pending,
     #: running or succeeded.
     idempotency_key: str | None
+    #: A signature sent when this task succeeds, with its result first (Celery's link).
+    link: Signature | None
+    #: A signature sent if this task ends in a dead-letter queue, with its id first.
+    link_error: Signature | None
 
 
 class TaskApp:
@@ -187,6 +192,7 @@ class TaskApp:
             priority=options.get("priority"),
             delay=delay,
         )
+        message.headers.update(link_headers(self, options.get("link"), options.get("link_error")))
         task = self.tasks.get(name)
         key = options.get("idempotency_key")
         if key is None and task is not None and task.options.idempotency_key:

@@ -30,7 +30,7 @@ from .message import (
 )
 from .states import State
 from .topology import dead_queue
-from .workflows import steps_after
+from .workflows import error_callback, steps_after
 
 if TYPE_CHECKING:
     from .broker import BrokerClient
@@ -183,6 +183,7 @@ class Outcomes:
                     attempts=retries_of(message) + 1,
                 )
             await self._stop_chain(message, reason)
+            await self._send_error_callback(message)
 
         await forward(
             self.client,
@@ -212,6 +213,20 @@ class Outcomes:
             return False
         await settle(message, "ack")
         return True
+
+    async def _send_error_callback(self, message: ReceivedMessage) -> None:
+        callback = error_callback(message.headers or {}, message.message_id or "")
+        if callback is None:
+            return
+        envelope = Envelope(
+            *self.topology.address(callback.queue, 0.0), callback.body(), callback.properties()
+        )
+        try:
+            await self.client.publish([envelope], [callback.queue])
+        except PublishError as exc:  # the dead letter is kept; only the callback is lost
+            log.error(
+                "could not send link_error %s for %s: %s", callback.task, message.message_id, exc
+            )
 
     async def _stop_chain(self, message: ReceivedMessage, reason: str) -> None:
         # A replayed dead letter still carries its chain: replaying it resumes the chain.

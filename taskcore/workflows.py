@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 #: The steps of a chain still to run after this message's task: a JSON list of
 #: ``{"id", "task", "queue", "args", "kwargs", "immutable", "priority"}``.
 H_CHAIN = "x-taskcore-chain"
+#: What to send if this message's task ends in a dead-letter queue (a step, whose
+#: first argument will be the failed task's id).
+H_LINK_ERROR = "x-taskcore-link-error"
 #: The chord a group member belongs to: ``{"id", "members": [ids], "body": step}``.
 H_CHORD = "x-taskcore-chord"
 #: Options a signature keeps for its call.
@@ -283,6 +286,30 @@ def group(*members: Signature | Iterable[Signature]) -> Group:
 def chord(header: Group | Iterable[Signature], body: Signature) -> Chord:
     """``chord(group(a.s(i) for i in ...), total.s())``: total gets the list of results."""
     return Chord(header, body)
+
+
+def link_headers(
+    app: TaskApp, link: Signature | None, link_error: Signature | None
+) -> dict[str, str]:
+    """Headers for ``apply_async(link=..., link_error=...)``: a link is a one-step chain."""
+    headers = {}
+    for name, signature in ((H_CHAIN, link), (H_LINK_ERROR, link_error)):
+        if signature is None:
+            continue
+        if not isinstance(signature, Signature):
+            raise ConfigurationError(
+                f"{name.removeprefix('x-taskcore-').replace('-', '_')} takes one signature "
+                f"(task.s(...)), not {signature!r}; for several steps use chain()"
+            )
+        step = _step(app, signature, new_task_id())
+        headers[name] = json.dumps([step] if name == H_CHAIN else step)
+    return headers
+
+
+def error_callback(headers: Mapping[str, Any], task_id: str) -> TaskMessage | None:
+    """The ``link_error`` message for a task that was dead-lettered, if it has one."""
+    raw = headers.get(H_LINK_ERROR)
+    return _message(json.loads(raw), task_id) if raw else None
 
 
 def next_step(call: TaskMessage, result: Any) -> TaskMessage | None:

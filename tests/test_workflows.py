@@ -131,3 +131,29 @@ def test_a_failed_member_fails_the_chord(app_from, start_worker) -> None:
         handle.get(timeout=15)
     assert failed.value.remote_type == "taskcore.ChainStopped"
     assert f"{W}refuse[" in failed.value.remote_message
+
+
+def test_link_and_link_error_send_their_signature_after_the_outcome(
+    app_from, start_worker, rdb, redis_prefix
+) -> None:
+    app = app_from("workflows")
+    add, mul, refuse = (app.tasks[W + n] for n in ("add", "mul", "refuse"))
+    note_failure = app.tasks[W + "note_failure"]
+    start_worker("workflows", "-Q", "flow")
+    remember = app.tasks[W + "remember"]
+    first = add.apply_async((2, 3), link=remember.s("sum"), link_error=note_failure.s("add"))
+    assert first.get(timeout=15) == 5
+    refused = refuse.apply_async((7,), link=remember.s("x"), link_error=note_failure.s("refuse"))
+    with pytest.raises(TaskFailed):
+        refused.get(timeout=15)
+
+    def recorded(key: str) -> list[str]:
+        deadline = time.monotonic() + 15
+        while not rdb.lrange(redis_prefix + key, 0, -1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return rdb.lrange(redis_prefix + key, 0, -1)
+
+    assert recorded("failures") == [f"refuse:{refused.id}"]
+    assert recorded("remembered") == ["sum:5"]  # and nothing after the refusal
+    with pytest.raises(Exception, match="takes one signature"):
+        add.apply_async((1, 2), link=[mul.s(2), mul.s(3)])

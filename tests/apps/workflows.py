@@ -38,3 +38,15 @@ def tally(values: list[int]) -> int:
     """A chord callback that counts its runs in Redis."""
     _redis.incr(PREFIX + "tally-runs")
     return sum(values)
+
+
+@app.task(queue="flow")
+def note_failure(task_id: str, why: str) -> None:
+    """A link_error callback: records the id of the task that failed."""
+    _redis.rpush(PREFIX + "failures", f"{why}:{task_id}")
+
+
+@app.task(queue="flow")
+def remember(value: int, tag: str) -> None:
+    """A link callback: records the result it was given."""
+    _redis.rpush(PREFIX + "remembered", f"{tag}:{value}")
