@@ -14,7 +14,7 @@ from .delays import delay_seconds
 from .errors import ConfigurationError
 from .keys import RedisKeys
 from .loop_thread import LoopThread
-from .message import H_IDEMPOTENCY_KEY, Envelope, TaskMessage, new_task_id
+from .message import H_IDEMPOTENCY_KEY, TaskMessage, new_task_id
 from .options import TaskOptions, check_priority
 from .publisher import SyncPublisher
 from .redis_clients import sync_client
@@ -205,11 +205,7 @@ class TaskApp:
 
     def publish(self, items: Sequence[tuple[TaskMessage, float]]) -> None:
         """Publish (message, delay) pairs and wait for every confirm; raises PublishError."""
-        envelopes = [
-            Envelope(*self.topology.address(message.queue, delay), message.body(),
-                     message.properties())
-            for message, delay in items
-        ]  # fmt: skip
+        envelopes = [self.topology.envelope(message, delay) for message, delay in items]
         self._publisher.publish(envelopes, {message.queue for message, _ in items})
 
     def publish_once(

@@ -196,9 +196,7 @@ class Outcomes:
     async def hand_over(self, message: ReceivedMessage, following: TaskMessage) -> bool:
         """Publish the chain step after ``message``'s task, then ack ``message``; False if
         the step was not confirmed (``message`` is requeued; its redelivery hands over)."""
-        envelope = Envelope(
-            *self.topology.address(following.queue, 0.0), following.body(), following.properties()
-        )
+        envelope = self.topology.envelope(following)
         try:
             await self.client.publish([envelope], [following.queue])
         except PublishError as exc:
@@ -218,9 +216,7 @@ class Outcomes:
         callback = error_callback(message.headers or {}, message.message_id or "")
         if callback is None:
             return
-        envelope = Envelope(
-            *self.topology.address(callback.queue, 0.0), callback.body(), callback.properties()
-        )
+        envelope = self.topology.envelope(callback)
         try:
             await self.client.publish([envelope], [callback.queue])
         except PublishError as exc:  # the dead letter is kept; only the callback is lost

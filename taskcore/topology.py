@@ -17,6 +17,7 @@ from aiormq.exceptions import ChannelPreconditionFailed
 
 from . import delays
 from .errors import ConfigurationError
+from .message import Envelope, TaskMessage
 from .ratelimit import parse_rate
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,10 @@ class Topology:
         if units == 0:
             return self.work_exchange, queue
         return self.delay_exchange(delays.entry_level(units)), delays.routing_key(units, queue)
+
+    def envelope(self, message: TaskMessage, delay: float = 0.0) -> Envelope:
+        """The publish that puts ``message`` in its work queue after ``delay`` seconds."""
+        return Envelope(*self.address(message.queue, delay), message.body(), message.properties())
 
     def delay_exchange(self, level: int) -> str:
         """Exchange (and queue) name of delay level ``level``."""
