@@ -7,7 +7,12 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    HTTPException,
+    InternalServerError,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +68,14 @@ def error_response(status: int, message: str) -> Response:
 def _http_error(exc: HTTPException) -> Response:
     if isinstance(exc, RequestEntityTooLarge) and exc.description == type(exc).description:
         return error_response(413, _too_large_message())
-    response = error_response(exc.code or 500, exc.description or TITLES.get(exc.code or 500, ""))
+    message = exc.description or TITLES.get(exc.code or 500, "")
+    if isinstance(exc, MethodNotAllowed) and exc.description == type(exc).description:
+        methods = sorted(set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"})
+        message = (
+            f"This address takes {' or '.join(methods) or 'another method'} only: it is "
+            "where a form sends its answer. Go back to the page with the form."
+        )
+    response = error_response(exc.code or 500, message)
     # What the exception says beyond its page (a 405's Allow, a 429's Retry-After).
     for name, value in exc.get_headers():
         if name.lower() != "content-type":
