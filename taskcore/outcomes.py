@@ -5,8 +5,10 @@ message somewhere first: a retry goes round the delay cascade, a failure to
 ``<queue>.dead``, a message waiting for its rate-limit slot round the cascade,
 a replayed dead letter back to its work queue. All four go through
 ``forward``: publish a copy, wait for the broker's confirm, then ack the
-original. If the copy is not confirmed the original goes back to the broker
-(requeued), so a message is never acknowledged before its next home holds it.
+original. A chain step's or chord member's success hands over the same way
+(``publish_then_ack``, under ``forward``): the next message is confirmed before
+the step is acked. If it is not confirmed the original goes back to the broker
+(requeued), so a message is never acknowledged before what follows it is held.
 """
 
 from __future__ import annotations
@@ -80,6 +82,19 @@ async def forward(
     """
     exchange, routing_key = address
     envelope = Envelope(exchange, routing_key, message.body, republish_properties(message, headers))
+    return await publish_then_ack(client, message, envelope, queues=queues, before_ack=before_ack)
+
+
+async def publish_then_ack(
+    client: BrokerClient,
+    message: ReceivedMessage,
+    envelope: Envelope,
+    *,
+    queues: Iterable[str] = (),
+    before_ack: Callable[[], Awaitable[None]] | None = None,
+) -> bool:
+    """Publish ``envelope`` (a copy of ``message``, or what comes after it), wait for the
+    confirm, then ack ``message``; False if not confirmed (``message`` is requeued)."""
     try:
         await client.publish([envelope], queues)
     except PublishError as exc:
@@ -194,23 +209,11 @@ class Outcomes:
         )
 
     async def hand_over(self, message: ReceivedMessage, following: TaskMessage) -> bool:
-        """Publish the chain step after ``message``'s task, then ack ``message``; False if
-        the step was not confirmed (``message`` is requeued; its redelivery hands over)."""
+        """Publish the chain step (or chord callback) after ``message``'s task, then ack
+        ``message``; False if not confirmed (``message`` is requeued; its redelivery
+        hands over)."""
         envelope = self.topology.envelope(following)
-        try:
-            await self.client.publish([envelope], [following.queue])
-        except PublishError as exc:
-            log.error(
-                "could not send chain step %s after %s: %s; requeueing",
-                following.id,
-                message.message_id,
-                exc,
-            )
-            await asyncio.sleep(PAUSE_AFTER_REFUSAL)
-            await settle(message, "requeue")
-            return False
-        await settle(message, "ack")
-        return True
+        return await publish_then_ack(self.client, message, envelope, queues=[following.queue])
 
     async def _send_error_callback(self, message: ReceivedMessage) -> None:
         callback = error_callback(message.headers or {}, message.message_id or "")
