@@ -150,7 +150,10 @@ class MessageHandler:
             call
         ):
             log.info("task %s[%s] already succeeded: second copy skipped", call.task, call.id)
-            if H_CHAIN in call.headers or H_CHORD in call.headers:  # a hand-over may be owed
+            if H_CHORD in call.headers:  # the callback may still be owed
+                await self._settle_success(message, call, None)
+                return True
+            if H_CHAIN in call.headers:  # the hand-over to the next step may be owed
                 await self._settle_success(message, call, await self.results.result_of(call.id))
                 return True
         else:
@@ -164,11 +167,13 @@ class MessageHandler:
         """Ack a task that succeeded. A chain step first hands over to the next step; the
         chord member that completes its chord first publishes the callback."""
         if H_CHORD in call.headers:
-            callback = await self._chord_callback(call)
+            chord = json.loads(call.headers[H_CHORD])
+            keys = chord_keys(self.results.keys.namespace, chord["id"])
+            callback = await self._chord_callback(call, chord, keys)
             if callback is None:
                 await settle(message, "ack")
             elif await self.outcomes.hand_over(message, callback):
-                await self._chord_published(call)
+                await self._chord_published(chord["id"], keys)
             return
         following = next_step(call, result)
         if following is None:
@@ -176,27 +181,25 @@ class MessageHandler:
         else:
             await self.outcomes.hand_over(message, following)
 
-    async def _chord_callback(self, call: TaskMessage) -> TaskMessage | None:
+    async def _chord_callback(
+        self, call: TaskMessage, chord: dict[str, Any], keys: list[str]
+    ) -> TaskMessage | None:
         """The chord's callback message if this member completes the chord and holds its
         claim (None otherwise: other members are still to finish, or another published)."""
-        chord = json.loads(call.headers[H_CHORD])
         members = chord["members"]
-        keys = chord_keys(self.results.keys.namespace, chord["id"])
         claimed = await self.results.redis.eval(
             CLAIM_CHORD, len(keys), *keys, call.id, len(members), self.results.expires
         )
         if not claimed:
             return None
         results = await asyncio.gather(*(self.results.result_of(m) for m in members))
-        return chord_body(call, list(results))
+        return chord_body(chord, list(results))
 
-    async def _chord_published(self, call: TaskMessage) -> None:
-        chord = json.loads(call.headers[H_CHORD])
-        published = chord_keys(self.results.keys.namespace, chord["id"])[2]
+    async def _chord_published(self, chord_id: str, keys: list[str]) -> None:
         try:
-            await self.results.redis.set(published, 1, ex=self.results.expires)
+            await self.results.redis.set(keys[2], 1, ex=self.results.expires)
         except redis.RedisError as exc:  # the claim stays ours: a redelivery publishes again
-            log.warning("could not mark chord %s published: %s", chord["id"], exc)
+            log.warning("could not mark chord %s published: %s", chord_id, exc)
 
     async def _succeeded_before(self, call: TaskMessage) -> bool:
         # Only a redelivered or resent message can have run before: its worker may

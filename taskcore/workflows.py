@@ -267,10 +267,9 @@ def chord_keys(namespace: str, chord_id: str) -> list[str]:
     return [f"{base}:done", f"{base}:claim", f"{base}:published"]
 
 
-def chord_body(call: TaskMessage, results: list[Any]) -> TaskMessage:
-    """The callback message of the chord ``call`` belongs to, given its members' results."""
-    body = json.loads(call.headers[H_CHORD])["body"]
-    return _message(body, results)
+def chord_body(chord: Mapping[str, Any], results: list[Any]) -> TaskMessage:
+    """The callback message of a chord (its parsed header), given its members' results."""
+    return _message(chord["body"], results)
 
 
 def chain(*steps: Signature | Chain) -> Chain:
