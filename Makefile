@@ -36,13 +36,19 @@ lint: install
 schema: install services
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/taskcore init-db
 
-test: install services schema lint browser prometheus
-	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest
+# Three test processes on two cores: most tests wait on a worker, the broker or a
+# browser, and each isolates itself (vhost, namespace, key prefix, schema, port).
+PYTEST_WORKERS ?= 3
 
-# Benchmarks against Celery and Dramatiq (extra "bench"); not part of make test.
+test: install services schema lint browser prometheus
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -n $(PYTEST_WORKERS)
+
+# Benchmarks against Celery and Dramatiq, and the I/O-bound section against Taskiq too
+# (extra "bench"); not part of make test.
 bench: install services
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_io.py $(BENCH_ARGS)
 
 # Fault drills at full size (scripts/drills): kill workers, cut and restart the broker, stop
 # Redis and PostgreSQL (private instances: the shared services are never stopped), then

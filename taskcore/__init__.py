@@ -8,6 +8,7 @@ from .errors import (
     ConfigurationError,
     DecodeError,
     EncodeError,
+    PayloadTooLarge,
     PublishError,
     QueueNotFound,
     Reject,
@@ -18,11 +19,13 @@ from .errors import (
     TaskRevoked,
     TimeLimitExceeded,
     UnsupportedFeature,
+    WorkerStartFailed,
 )
 from .options import TaskOptions
 from .results import TaskStatus
 from .settings import Settings
 from .shared import SharedTask, current_app, shared_task
+from .signals import TaskEvent
 from .states import READY_STATES, State
 from .task import Task, TaskHandle
 from .workflows import Chain, Chord, Group, GroupResult, Signature, chain, chord, group
@@ -38,6 +41,7 @@ __all__ = [
     "EncodeError",
     "Group",
     "GroupResult",
+    "PayloadTooLarge",
     "PublishError",
     "QueueNotFound",
     "Reject",
@@ -50,6 +54,7 @@ __all__ = [
     "State",
     "Task",
     "TaskApp",
+    "TaskEvent",
     "TaskFailed",
     "TaskHandle",
     "TaskOptions",
@@ -58,6 +63,7 @@ __all__ = [
     "TaskcoreError",
     "TimeLimitExceeded",
     "UnsupportedFeature",
+    "WorkerStartFailed",
     "chain",
     "chord",
     "current_app",

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, Unpack
 
 import redis
 
+from . import tracing
 from .delays import delay_seconds
-from .errors import ConfigurationError
+from .errors import ConfigurationError, PayloadTooLarge
 from .keys import RedisKeys
 from .loop_thread import LoopThread
 from .message import H_IDEMPOTENCY_KEY, TaskMessage, new_task_id
@@ -22,10 +23,14 @@ from .results import ResultStore, TaskStatus
 from .schedules import Schedule, make_schedule
 from .settings import Settings
 from .shared import app_created, make_current
+from .signals import TaskHook, check_signals
 from .states import State
 from .task import Task, TaskHandle
 from .topology import Topology, check_queue_name
 from .workflows import Signature, link_headers
+
+#: An ``on_worker_start`` / ``on_worker_stop`` hook: gets ``app.resources``.
+WorkerHook = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
 class SendOptions(TypedDict, total=False):
@@ -63,6 +68,13 @@ class TaskApp:
         self.schedules: dict[str, Schedule] = {}
         #: This process's background event loop for sync callers (publishing, operations).
         self.loop = LoopThread()
+        #: What this worker process's ``on_worker_start`` hooks opened, for its tasks.
+        self.resources: dict[str, Any] = {}
+        #: ``on_worker_start`` and ``on_worker_stop`` hooks, in the order declared.
+        self.start_hooks: list[WorkerHook] = []
+        self.stop_hooks: list[WorkerHook] = []
+        #: ``on_task`` hooks by signal name.
+        self.task_hooks: dict[str, list[TaskHook]] = {}
         #: What the constructor was given; configure() starts again from these.
         self._given = dict(settings)
         self._use(Settings.from_env(**settings))
@@ -116,6 +128,37 @@ class TaskApp:
         task = Task(self, fn, name=task_name, options=TaskOptions.from_kwargs(options))
         self.tasks[task_name] = task
         return task
+
+    def on_worker_start(self, hook: WorkerHook) -> WorkerHook:
+        """Run ``hook(app.resources)`` once in each worker process, on its event loop,
+        before it consumes (a plain or ``async def`` function). Put what it opens (a
+        client with a bounded pool, say) in the dict; tasks read ``app.resources``.
+        If it raises, the worker does not start: it exits non-zero with the error."""
+        self.start_hooks.append(hook)
+        return hook
+
+    def on_worker_stop(self, hook: WorkerHook) -> WorkerHook:
+        """Run ``hook(app.resources)`` once in each worker process when it stops, after
+        its last task finished and before its connections close. Errors are logged."""
+        self.stop_hooks.append(hook)
+        return hook
+
+    def on_task(self, *signals: str) -> Callable[[TaskHook], TaskHook]:
+        """Call the decorated function with a ``TaskEvent`` whenever a task in a worker of
+        this app is ``received``, ``started``, ``succeeded``, ``failed``, ``retried``,
+        ``dead_lettered`` or ``revoked`` (the names given). It runs beside the task (async
+        on the loop, plain in a thread); what it raises is logged and changes nothing."""
+        try:
+            check_signals(signals)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+
+        def register(hook: TaskHook) -> TaskHook:
+            for name in signals:
+                self.task_hooks.setdefault(name, []).append(hook)
+            return hook
+
+        return register
 
     def queue_for(self, task: Task | str, queue: str | None = None) -> str:
         """The queue a call goes to: the call's choice, the decorator's, a route, the default."""
@@ -203,10 +246,29 @@ class TaskApp:
         self.publish([(message, delay)])
         return TaskHandle(message.id, name, message.queue, self)
 
-    def publish(self, items: Sequence[tuple[TaskMessage, float]]) -> None:
-        """Publish (message, delay) pairs and wait for every confirm; raises PublishError."""
-        envelopes = [self.topology.envelope(message, delay) for message, delay in items]
-        self._publisher.publish(envelopes, {message.queue for message, _ in items})
+    def publish(
+        self,
+        items: Sequence[tuple[TaskMessage, float]],
+        events: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Publish (message, delay) pairs and wait for every confirm; raises PublishError.
+
+        ``events`` go to the history recorder in the same batch (a workflow's shape).
+        With OpenTelemetry, the publish is a span and each message carries its context.
+        """
+        with tracing.publishing([message for message, _ in items]):
+            envelopes = [self.topology.envelope(message, delay) for message, delay in items]
+            limit = self.settings.max_args_bytes
+            for envelope, (message, _) in zip(envelopes, items, strict=True):
+                if len(envelope.body) > limit:
+                    raise PayloadTooLarge(
+                        f"{message.task}: its arguments are {len(envelope.body):,} bytes of "
+                        f"JSON, over the {limit:,}-byte limit (TASKCORE_MAX_ARGS_BYTES); store "
+                        "the data elsewhere (a file, object storage, a database row) and pass "
+                        "its key"
+                    )
+            envelopes += [self.topology.events_envelope(e["state"], [e]) for e in events]
+            self._publisher.publish(envelopes, {message.queue for message, _ in items})
 
     def publish_once(
         self, message: TaskMessage, delay: float, key: str, window: float | None = None
@@ -286,9 +348,12 @@ class TaskApp:
         kwargs: dict[str, Any] | None = None,
         queue: str | None = None,
         missed: str = "run_once",
+        tz: str | None = None,
     ) -> Schedule:
-        """Declare a periodic task: ``cron="0 2 * * *"`` (UTC) or ``every=timedelta(minutes=5)``.
+        """Declare a periodic task: ``cron="0 2 * * *"`` or ``every=timedelta(minutes=5)``.
 
+        ``tz`` is the IANA time zone the cron expression is read in (``"Europe/Berlin"``;
+        default: the ``timezone`` setting, ``TASKCORE_TIMEZONE``, itself UTC by default).
         ``missed`` says what a beat does with fire times it missed while down:
         ``"run_once"`` (the latest of them, once), ``"run_all"`` or ``"skip"``.
         """
@@ -304,6 +369,7 @@ class TaskApp:
             kwargs=kwargs,
             queue=queue,
             missed=missed,
+            tz=self.settings.timezone if tz is None else tz,
         )
         self.schedules[name] = schedule
         return schedule

@@ -16,6 +16,10 @@ outage then follow the ``missed`` policy like any others, and none is
 enqueued twice although the claims were lost too. What a standing-by beat
 remembers may be one tick old, so it also counts every fire time up to the
 moment it found Redis gone as done: another beat may have enqueued it then.
+
+Fire times are instants (Unix seconds, in Redis too): time zones and daylight saving
+are handled where a schedule computes its next fire time (taskcore/cron.py), so a
+beat only compares instants, whatever zone its machine is in.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Iterable, Sequence
 
 import aio_pika
@@ -27,6 +28,8 @@ from .topology import Topology
 
 log = logging.getLogger(__name__)
 
+#: A publish gets ``publish_timeout`` for every started batch of this many messages.
+TIMEOUT_BATCH = 10_000
 #: Failures that mean "the connection is gone", worth one resend on a new one.
 CONNECTION_ERRORS = (AMQPConnectionError, ChannelInvalidStateError, ConnectionError, OSError)
 
@@ -106,16 +109,21 @@ class BrokerClient:
         """Publish all envelopes, pipelined, and return once the broker confirmed every one.
 
         ``queues`` are work queues the messages end up in; they are declared
-        first so that a message never goes to a queue that does not exist.
+        first so that a message never goes to a queue that does not exist. The
+        timeout is ``publish_timeout`` per started ``TIMEOUT_BATCH`` messages, so a
+        big ``map`` gets time in proportion.
         """
+        envelopes = list(envelopes)
+        timeout = self.settings.publish_timeout * max(1, math.ceil(len(envelopes) / TIMEOUT_BATCH))
         try:
-            async with asyncio.timeout(self.settings.publish_timeout):
-                await self._publish(list(envelopes), list(queues))
+            async with asyncio.timeout(timeout):
+                await self._publish(envelopes, list(queues))
         except TimeoutError:
             await self.close()
             raise PublishError(
-                f"the broker at {self.settings.safe_broker_url} did not confirm within "
-                f"{self.settings.publish_timeout}s (TASKCORE_PUBLISH_TIMEOUT)"
+                f"the broker at {self.settings.safe_broker_url} did not confirm "
+                f"{len(envelopes)} message(s) within {timeout:g}s (TASKCORE_PUBLISH_TIMEOUT, "
+                f"per {TIMEOUT_BATCH:,} messages)"
             ) from None
 
     async def publish_fast(self, envelope: Envelope) -> None:

@@ -11,10 +11,17 @@ same attribute names as ``IncomingMessage``, so the code that reads messages
 Acks go through an ``Acker``: the acks of one loop iteration leave as one
 ``basic.ack`` with ``multiple=True`` up to the oldest message still held, plus
 single acks for any finished after it.
+
+A task that outlives half the broker's ``consumer_timeout`` has its delivery
+handed over to a lease (leases.py): acked while the task still runs. From then
+on the outcome paths' ack and nack do nothing; a requeue they ask for is only
+noted (``given_back``), and the lease is left to lapse so that the task runs
+again, as the requeued message would have.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +69,17 @@ class Acker:
 class Delivery:
     """One delivered message; ``ack``/``nack`` settle it once (later calls do nothing)."""
 
-    __slots__ = ("_acker", "body", "delivery_tag", "properties", "redelivered", "settled")
+    __slots__ = (
+        "_acker",
+        "body",
+        "delivery_tag",
+        "given_back",
+        "handed_over",
+        "properties",
+        "received_at",
+        "redelivered",
+        "settled",
+    )
 
     def __init__(self, raw: DeliveredMessage, acker: Acker) -> None:
         self.body: bytes = raw.body
@@ -71,6 +88,12 @@ class Delivery:
         self.redelivered: bool = bool(raw.delivery.redelivered)  # type: ignore[union-attr]
         self._acker = acker
         self.settled = False
+        #: Acked while its task still runs, which a lease now guards (see ``hand_over``).
+        self.handed_over = False
+        #: A requeue was asked for after the hand-over (its outcome could not be sent on).
+        self.given_back = False
+        #: time.monotonic() at delivery: the broker's consumer_timeout counts from here.
+        self.received_at = time.monotonic()
         acker.received(self.delivery_tag)
 
     @property
@@ -126,6 +149,17 @@ class Delivery:
 
     async def nack(self, requeue: bool = True) -> None:
         """Give the message back to the broker (``requeue``) or drop it."""
-        if not self.settled:
+        if self.handed_over:
+            self.given_back = self.given_back or requeue
+        elif not self.settled:
             self.settled = True
             await self._acker.nack(self.delivery_tag, requeue)
+
+    async def hand_over(self) -> bool:
+        """Ack now although the task still runs: a lease guards it from here on (leases.py).
+        False if the message was settled already (its outcome came first)."""
+        if self.settled:
+            return False
+        self.handed_over = True
+        await self.ack()
+        return True

@@ -26,6 +26,14 @@ class EncodeError(TaskcoreError, TypeError):
     """Task arguments that cannot travel as JSON."""
 
 
+class PayloadTooLarge(EncodeError):
+    """Arguments (or a result) over the size limit: store the data elsewhere, pass its key."""
+
+
+class WorkerStartFailed(TaskcoreError):
+    """An ``on_worker_start`` hook raised: the worker does not consume."""
+
+
 class DecodeError(TaskcoreError):
     """A delivered message that is not a taskcore task message."""
 

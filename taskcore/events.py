@@ -9,18 +9,14 @@ body is a JSON array of events, routed as ``task.<state>`` (``task.success``).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
 from typing import Any
 
-from pamqp.commands import Basic
-
 from .broker import BrokerClient
 from .coalesce import Coalescer
 from .errors import PublishError
-from .message import Envelope
 from .settings import Settings
 from .states import State
 from .topology import Topology
@@ -48,15 +44,7 @@ class EventPublisher:
             by_state.setdefault(event["state"], []).append(event)
         try:
             for state, batch in by_state.items():
-                await self.client.publish_fast(
-                    Envelope(
-                        self.topology.events_exchange,
-                        f"task.{state.lower()}",
-                        json.dumps(batch, default=str).encode(),
-                        Basic.Properties(content_type="application/json", delivery_mode=2),
-                        mandatory=False,  # no recorder queue yet: the events are not kept
-                    )
-                )
+                await self.client.publish_fast(self.topology.events_envelope(state, batch))
             self._warned = False
         except PublishError as exc:
             if not self._warned:

@@ -4,7 +4,9 @@ Every path ends in exactly one of: ack after success (state SUCCESS); ack
 after a confirmed retry publish (RETRY); ack after a confirmed dead-letter
 publish (FAILURE or DEAD); ack of a revoked or already-succeeded message
 (REVOKED, or a logged skip); or no ack at all when the connection died, in
-which case the broker delivers the message again.
+which case the broker delivers the message again. A task still running at half
+the broker's consumer_timeout has its delivery acked early and a lease in its
+place (leases.py): the same paths then end by settling the lease.
 """
 
 from __future__ import annotations
@@ -21,16 +23,20 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from . import tracing
 from .context import TaskContext, reset_current, set_current
+from .delivery import Delivery
 from .errors import (
     DecodeError,
     EncodeError,
+    PayloadTooLarge,
     Reject,
     Retry,
     SoftTimeLimitExceeded,
     TaskRevoked,
     TimeLimitExceeded,
 )
+from .leases import H_LEASE, Lease, Leases
 from .message import H_RESENT, TaskMessage, decode, due_at
 from .outcomes import settle
 from .states import State
@@ -77,6 +83,8 @@ class ActiveTask:
         self.details: dict[str, Any] = {}
         #: Set when the handler is done with the task (its outcome recorded, or not).
         self.done = asyncio.Event()
+        #: Hands the delivery over to a lease if the task outlives half the consumer timeout.
+        self.lease: Lease | None = None
 
     def stop(self, reason: BaseException) -> None:
         """Stop an async body now; a sync one is asked to stop (it sees is_cancelled/check)."""
@@ -112,6 +120,15 @@ class MessageHandler:
         #: Tasks running now, by task id.
         self.active: dict[str, ActiveTask] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.leases = Leases(
+            app.settings,
+            results.redis,
+            results.keys,
+            outcomes.client,
+            outcomes.topology,
+            self.states.worker,
+        )
+        self.leases.announce(app.tasks.values())
 
     def _spawn(self, coro: Any) -> None:
         """Run a coroutine in the background, keeping a reference until it is done."""
@@ -136,6 +153,10 @@ class MessageHandler:
         except TypeError as exc:
             await self.outcomes.dead(message, queue, "invalid-arguments", exc)
             return
+        if H_LEASE in call.headers and isinstance(message, Delivery):
+            if await self.leases.check(message, call.queue):
+                return  # a lease's check copy: its task ended, or still runs elsewhere
+            call.headers = dict(message.headers)  # unmarked: from here on a redelivery
         if await self._skip(message, call):
             return
         await self._run(message, call, task)
@@ -236,7 +257,7 @@ class MessageHandler:
         if due is not None:  # publish (or end of delay) to start, for the performance view
             details["queue_wait"] = round(max(0.0, time.time() - due), 6)
         started = time.monotonic()
-        limits = self._arm_time_limits(loop, running, message)
+        limits = self._arm_time_limits(loop, running, message, call)
         # Fast tasks go straight to their final state: STARTED is written only
         # for a task still running after STARTED_AFTER (one Redis write and one
         # event fewer per short task; measured in scripts/bench.py).
@@ -248,12 +269,14 @@ class MessageHandler:
         )
         try:
             try:
-                result = await self._call(running, call)
+                with tracing.running(call.task, call.id, call.headers):
+                    result = await self._call(running, call)
                 if not options.ignore_result:
-                    _check_json(call.task, result)
+                    _check_result(call.task, result, self.app.settings.max_result_bytes)
             except Exception as exc:
                 if not running.taken_over:
                     await self._settle_error(message, call, task, exc)
+                    await self._end_lease(running)
             else:
                 if not running.taken_over:
                     runtime = time.monotonic() - started
@@ -262,10 +285,13 @@ class MessageHandler:
                         fields["result"] = result
                     await self.states.report_call(call, State.SUCCESS, **fields)
                     await self._settle_success(message, call, result)
-                    log.info("task %s[%s] succeeded in %.3fs", call.task, call.id, runtime)
+                    await self._end_lease(running)
+                    log.debug("task %s[%s] succeeded in %.3fs", call.task, call.id, runtime)
         finally:
             for handle in limits:
                 handle.cancel()
+            if running.lease is not None:
+                running.lease.stop()  # no outcome (cancelled at shutdown): the lease lapses
             self.active.pop(call.id, None)
             running.done.set()
 
@@ -336,8 +362,10 @@ class MessageHandler:
         loop: asyncio.AbstractEventLoop,
         running: ActiveTask,
         message: ReceivedMessage,
+        call: TaskMessage,
     ) -> list[asyncio.TimerHandle]:
-        """Schedule the soft and hard limits of a task; returns the timers to cancel."""
+        """Schedule the soft and hard limits of a task, and the hand-over of its delivery
+        to a lease; returns the timers to cancel."""
         task, handles = running.task, []
         soft, hard = task.options.soft_time_limit, task.options.time_limit
         if soft is not None and task.is_async:
@@ -345,7 +373,15 @@ class MessageHandler:
             handles.append(loop.call_later(soft, running.stop, error))
         if hard is not None:
             handles.append(loop.call_later(hard, self._hard_limit, running, message))
+        if self.leases.enabled and isinstance(message, Delivery):
+            lease = running.lease = self.leases.lease_for(message, call)
+            handles.append(loop.call_later(lease.due_in(), lease.start))
         return handles
+
+    async def _end_lease(self, running: ActiveTask) -> None:
+        """After the outcome is recorded: a handed-over task's check copy is to be dropped."""
+        if running.lease is not None:
+            await running.lease.end()
 
     def _hard_limit(self, running: ActiveTask, message: ReceivedMessage) -> None:
         limit = running.task.options.time_limit
@@ -373,6 +409,7 @@ class MessageHandler:
             await settle(message, "ack")
         else:
             await self.outcomes.retry_or_fail(message, call, running.task.options, error)
+        await self._end_lease(running)
         if self.replace_process is None:
             log.error("not running under a supervisor: the task's thread keeps running")
             return
@@ -408,8 +445,14 @@ def _summary(call: TaskMessage, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def _check_json(task: str, result: Any) -> None:
+def _check_result(task: str, result: Any, limit: int) -> None:
+    """EncodeError unless ``result`` is JSON; PayloadTooLarge if its JSON is over ``limit``."""
     try:
-        json.dumps(result, allow_nan=False)
+        size = len(json.dumps(result, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise EncodeError(f"the result of {task} is not JSON: {exc}") from None
+    if size > limit:
+        raise PayloadTooLarge(
+            f"the result of {task} is {size:,} bytes of JSON, over the {limit:,}-byte "
+            "limit (TASKCORE_MAX_RESULT_BYTES): store it elsewhere and return its key"
+        )

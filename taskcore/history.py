@@ -1,9 +1,11 @@
 """Task history in a SQL database (PostgreSQL in production, SQLite on a laptop).
 
 ``task_runs`` holds one row per task id with its latest state, timings, an
-arguments summary, the error and the worker; ``task_events`` holds every
-event. Both outlive Redis's expiry and any restart. This module defines the
-tables and writes them; ``history_queries`` reads them.
+arguments summary, the error, the worker and the workflow it belongs to;
+``task_events`` holds every event; ``task_workflows`` holds the shape of each
+chain, group and chord (kind, members in order, a chord's callback). All outlive
+Redis's expiry and any restart. This module defines the tables and writes them;
+``history_queries`` reads them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+
+from .workflows import WORKFLOW_EVENT
 
 DEFAULT_DATABASE_URL = "sqlite:///taskcore.sqlite3"
 
@@ -46,6 +50,8 @@ task_runs = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True)),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    #: The chain, group or chord this task belongs to.
+    sa.Column("workflow_id", sa.String(200)),
     # The task list reads newest first, keyset-paged on (updated_at, task_id): one index
     # per filter, each ending in the page order, so a page is an index range scan.
     sa.Index("ix_task_runs_updated", "updated_at", "task_id"),
@@ -53,6 +59,7 @@ task_runs = sa.Table(
     sa.Index("ix_task_runs_task_updated", "task", "updated_at", "task_id"),
     sa.Index("ix_task_runs_queue_updated", "queue", "updated_at", "task_id"),
     sa.Index("ix_task_runs_worker_updated", "worker", "updated_at", "task_id"),
+    sa.Index("ix_task_runs_workflow", "workflow_id"),
     # Performance (runs finished in a window) reads only these columns: an index-only scan.
     sa.Index(
         "ix_task_runs_finished",
@@ -77,6 +84,19 @@ task_events = sa.Table(
     sa.Column("worker", sa.String(300)),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("data", sa.JSON),
+)
+
+task_workflows = sa.Table(
+    "task_workflows",
+    metadata,
+    sa.Column("workflow_id", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    #: ``[{"id", "task", "queue"}]``, a chain's steps in order.
+    sa.Column("members", sa.JSON, nullable=False),
+    #: A chord's callback, ``{"id", "task", "queue"}``.
+    sa.Column("callback", sa.JSON),
+    sa.Index("ix_task_workflows_created", "created_at", "workflow_id"),
 )
 
 _FINISHED = {"SUCCESS", "FAILURE", "REVOKED", "DEAD"}
@@ -185,6 +205,9 @@ def write_events(engine: sa.Engine, events: Sequence[dict[str, Any]]) -> None:
     latest state (an event older than the stored state does not overwrite it)."""
     if not events:
         return
+    shapes = [_workflow_row(e) for e in events if e["state"] == WORKFLOW_EVENT]
+    if shapes:
+        events = [e for e in events if e["state"] != WORKFLOW_EVENT]
     event_rows = [_event_row(e) for e in events]
     runs: dict[str, dict[str, Any]] = {}
     for event in sorted(events, key=lambda e: e.get("at", 0)):
@@ -193,6 +216,11 @@ def write_events(engine: sa.Engine, events: Sequence[dict[str, Any]]) -> None:
     for run in runs.values():
         run.setdefault("attempts", 0)
     with engine.begin() as connection:
+        if shapes:  # a workflow recorded twice (a resent publish) keeps its first row
+            insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+            connection.execute(insert(task_workflows).on_conflict_do_nothing(), shapes)
+        if not event_rows:
+            return
         if engine.dialect.name == "postgresql":
             _write_postgresql(connection, event_rows, list(runs.values()))
         else:
@@ -289,10 +317,33 @@ def _event_row(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _workflow_row(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "workflow_id": event["task_id"],
+        "kind": str(event.get("kind")),
+        "created_at": _when(event.get("at")),
+        "members": event.get("members") or [],
+        "callback": event.get("callback"),
+    }
+
+
+#: Event fields copied to the task's row as they are.
+_RUN_COLUMNS = (
+    "task",
+    "queue",
+    "worker",
+    "attempts",
+    "args",
+    "runtime",
+    "queue_wait",
+    "workflow_id",
+)
+
+
 def _run_fields(event: dict[str, Any]) -> dict[str, Any]:
     state = event["state"]
     fields: dict[str, Any] = {"state": state, "updated_at": _when(event.get("at"))}
-    for name in ("task", "queue", "worker", "attempts", "args", "runtime", "queue_wait"):
+    for name in _RUN_COLUMNS:
         if event.get(name) is not None:
             fields[name] = event[name]
     if state == "STARTED":

@@ -60,12 +60,8 @@ def query_runs(
     ``after`` is the ``next`` of the previous page; a cursor that is not one
     raises ConfigurationError.
     """
-    if limit < 1:
-        raise ConfigurationError(f"limit must be at least 1, not {limit}")
     c = task_runs.c
-    statement = (
-        sa.select(task_runs).order_by(c.updated_at.desc(), c.task_id.desc()).limit(limit + 1)
-    )
+    statement = keyset(sa.select(task_runs), c.updated_at, c.task_id, limit, after)
     for column, value in ((c.state, state), (c.task, task), (c.queue, queue), (c.worker, worker)):
         if value is not None:
             statement = statement.where(column == str(value))
@@ -75,18 +71,34 @@ def query_runs(
         statement = statement.where(c.updated_at < _utc(until))
     if search and search.strip():
         statement = statement.where(_matches(search.strip()))
-    if after is not None:
-        moment, task_id = decode_cursor(after)
-        statement = statement.where(sa.tuple_(c.updated_at, c.task_id) < (moment, task_id))
     with engine.connect() as connection:
         runs = [_row(r) for r in connection.execute(statement)]
-    more = len(runs) > limit
-    del runs[limit:]
-    last = runs[-1] if runs else None
-    return {
-        "runs": runs,
-        "next": encode_cursor(last["updated_at"], last["task_id"]) if more and last else None,
-    }
+    return {"runs": runs, "next": next_cursor(runs, limit, "updated_at", "task_id")}
+
+
+def keyset(
+    statement: sa.Select[Any],
+    moment: sa.ColumnElement[Any],
+    key: sa.ColumnElement[Any],
+    limit: int,
+    after: str | None,
+) -> sa.Select[Any]:
+    """``statement`` newest first by (``moment``, ``key``), one row more than ``limit``,
+    after the cursor ``after``; ConfigurationError for a limit below 1 or a bad cursor."""
+    if limit < 1:
+        raise ConfigurationError(f"limit must be at least 1, not {limit}")
+    statement = statement.order_by(moment.desc(), key.desc()).limit(limit + 1)
+    if after is not None:
+        at, last_key = decode_cursor(after)
+        statement = statement.where(sa.tuple_(moment, key) < (at, last_key))
+    return statement
+
+
+def next_cursor(rows: list[dict[str, Any]], limit: int, moment: str, key: str) -> str | None:
+    """Cut ``rows`` (read with ``keyset``) to ``limit``; the next page's cursor, if any."""
+    more = len(rows) > limit
+    del rows[limit:]
+    return encode_cursor(rows[-1][moment], rows[-1][key]) if more and rows else None
 
 
 def _matches(text: str) -> sa.ColumnElement[bool]:
@@ -114,8 +126,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         stamp, task_id = json.loads(raw)
         moment = datetime.fromisoformat(stamp)
-        if not isinstance(task_id, str) or moment.tzinfo is None:
-            raise ValueError("not a cursor")
+        if not isinstance(task_id, str) or "\x00" in task_id or moment.tzinfo is None:
+            raise ValueError("not a cursor")  # (PostgreSQL text cannot hold a NUL)
     except (ValueError, TypeError) as exc:  # binascii.Error and JSONDecodeError are ValueErrors
         shown = cursor if len(cursor) <= 40 else cursor[:39] + "…"
         raise ConfigurationError(

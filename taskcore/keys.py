@@ -39,6 +39,11 @@ class RedisKeys:
         """The theoretical arrival time of one rate limit (a task name or ``queue:<q>``)."""
         return f"{self.namespace}:rate:{limit}"
 
+    def lease(self, task_id: str) -> str:
+        """The lease of a task whose delivery was handed over (``running:<worker>`` while
+        its worker renews it, then ``settled``; see leases.py)."""
+        return f"{self.namespace}:lease:{task_id}"
+
     def schedule_claim(self, task_id: str) -> str:
         """Claimed once per schedule fire time, so no fire time is enqueued twice."""
         return f"{self.namespace}:schedules:fired:{task_id}"

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from .workflows import H_WORKFLOW, workflow_fields
+
 if TYPE_CHECKING:
     from .message import TaskMessage
     from .states import State
@@ -49,5 +51,6 @@ class StateChanges:
                 log.exception("state listener %r failed on %s of task %s", listener, state, task_id)
 
     async def report_call(self, call: TaskMessage, state: State, **fields: Any) -> None:
-        """``report`` for a decoded call: its task name and queue come along."""
+        """``report`` for a decoded call: its task name, queue and workflow come along."""
+        fields.update(workflow_fields(call.headers.get(H_WORKFLOW)))
         await self.report(call.id, state, task=call.task, queue=call.queue, **fields)

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiormq.exceptions import ChannelNotFoundEntity
 
-from . import history_queries
+from . import history_queries, workflow_history
 from .broker import BrokerClient, connect
 from .control import broadcast, read_heartbeats
 from .dead_letters import (
@@ -244,24 +244,31 @@ class Operations:
     # -- schedules ------------------------------------------------------------
 
     def schedules(self) -> list[dict[str, Any]]:
-        """Every schedule with its timing, paused flag, last and next fire time (Unix)."""
+        """Every schedule with its timing and time zone (``tz``), paused flag, last and next
+        fire time (Unix), and the next fire time in its zone with the UTC offset
+        (``next_fire_local``, ISO 8601)."""
         app, keys = self.app, self.app.keys
         paused = {p.decode() for p in app.redis.smembers(keys.schedules_paused)}
         last = {k.decode(): float(v) for k, v in app.redis.hgetall(keys.schedules_last).items()}
         now = time.time()
-        return [
-            {
-                "name": s.name,
-                "task": s.task,
-                "when": s.when,
-                "queue": app.queue_for(s.task, s.queue),
-                "paused": s.name in paused,
-                "last_fire": last.get(s.name),
-                "next_fire": s.next_after(now),
-                "missed": s.missed,
-            }
-            for s in app.schedules.values()
-        ]
+        rows = []
+        for s in app.schedules.values():
+            next_fire = s.next_after(now)
+            rows.append(
+                {
+                    "name": s.name,
+                    "task": s.task,
+                    "when": s.when,
+                    "tz": s.tz,
+                    "queue": app.queue_for(s.task, s.queue),
+                    "paused": s.name in paused,
+                    "last_fire": last.get(s.name),
+                    "next_fire": next_fire,
+                    "next_fire_local": datetime.fromtimestamp(next_fire, s.zone).isoformat(sep=" "),
+                    "missed": s.missed,
+                }
+            )
+        return rows
 
     def pause_schedule(self, name: str) -> None:
         """Stop firing ``name`` (every beat, at once) until resumed."""
@@ -329,6 +336,17 @@ class Operations:
             limit=limit,
             after=after,
         )
+
+    def workflows(
+        self, *, kind: str | None = None, limit: int = 50, after: str | None = None
+    ) -> dict[str, Any]:
+        """One page of chains, groups and chords, newest first, each with its state and
+        how many of its tasks are done: ``{"workflows": [...], "next": cursor or None}``."""
+        return workflow_history.query_workflows(self._engine(), kind=kind, limit=limit, after=after)
+
+    def workflow(self, workflow_id: str) -> dict[str, Any] | None:
+        """One chain, group or chord with each member's state, in order; None if unknown."""
+        return workflow_history.workflow(self._engine(), workflow_id)
 
     def task_run(self, task_id: str) -> dict[str, Any] | None:
         """The history row of ``task_id`` with its ``events`` oldest first; None if unknown."""

@@ -32,7 +32,7 @@ from .message import (
 )
 from .states import State
 from .topology import dead_queue
-from .workflows import error_callback, steps_after
+from .workflows import H_WORKFLOW, error_callback, steps_after, workflow_fields
 
 if TYPE_CHECKING:
     from .broker import BrokerClient
@@ -196,6 +196,7 @@ class Outcomes:
                     error=error_fields(error),
                     reason=reason,
                     attempts=retries_of(message) + 1,
+                    **workflow_fields((message.headers or {}).get(H_WORKFLOW)),
                 )
             await self._stop_chain(message, reason)
             await self._send_error_callback(message)
@@ -235,6 +236,7 @@ class Outcomes:
                 State.FAILURE,
                 task=step["task"],
                 queue=step["queue"],
+                **workflow_fields(step.get("workflow")),
                 error={
                     "type": "taskcore.ChainStopped",
                     "message": f"not run: an earlier step, {message.type}[{message.message_id}], "

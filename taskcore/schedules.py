@@ -3,16 +3,22 @@
 Each fire time has a deterministic task id, ``<schedule name>@<fire time>``,
 and is claimed in Redis (``SET NX``) before it is published, so no fire time
 is ever enqueued twice, even if two beats briefly both think they lead.
+
+Fire times are instants (Unix seconds); a cron schedule reads its expression in its
+time zone (``tz``), so daylight saving is handled where the next fire time is
+computed (taskcore/cron.py), and the beat only compares instants.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from .cron import Cron
+from .cron import Cron, zone
 from .errors import ConfigurationError
 
 #: What a beat does with fire times it missed (it was down, or paused leadership):
@@ -26,7 +32,8 @@ RUN_ALL_CAP = 100
 
 @dataclass(frozen=True)
 class Schedule:
-    """One periodic task: when (cron or every), what (task name, arguments, queue)."""
+    """One periodic task: when (cron or every, and the zone ``tz`` it is read in), what
+    (task name, arguments, queue)."""
 
     name: str
     task: str
@@ -36,6 +43,9 @@ class Schedule:
     kwargs: dict[str, Any] = field(default_factory=dict)
     queue: str | None = None
     missed: str = "run_once"
+    #: The IANA time zone the cron expression is read in and fire times are shown in
+    #: (``every`` is the same instants in any zone).
+    tz: str = "UTC"
 
     def __post_init__(self) -> None:
         if (self.cron is None) == (self.every is None):
@@ -46,6 +56,16 @@ class Schedule:
             raise ConfigurationError(
                 f"schedule {self.name!r}: missed must be one of {', '.join(MISSED_POLICIES)}"
             )
+        zone(self.tz)
+        if self.cron is not None and self.cron.zone.key != self.tz:
+            raise ConfigurationError(
+                f"schedule {self.name!r}: its cron is read in {self.cron.zone.key}, not {self.tz}"
+            )
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone this schedule's times are read and shown in."""
+        return self.cron.zone if self.cron else zone(self.tz)
 
     @property
     def when(self) -> str:
@@ -54,29 +74,38 @@ class Schedule:
 
     def next_after(self, t: float) -> float:
         """The first fire time strictly after Unix time ``t``."""
+        return next(self.fire_times(t))
+
+    def fire_times(self, t: float) -> Iterator[float]:
+        """Every fire time strictly after Unix time ``t``, in order (Unix times)."""
         if self.every is not None:  # multiples of the interval since the epoch
-            return (math.floor(t / self.every) + 1) * self.every
+            n = math.floor(t / self.every)
+            while True:
+                n += 1
+                yield n * self.every
         assert self.cron is not None
-        moment = datetime.fromtimestamp(t, UTC)
-        return self.cron.next_after(moment).timestamp()
+        for fire in self.cron.fire_times(datetime.fromtimestamp(t, UTC)):
+            yield fire.timestamp()
 
     def latest_at_or_before(self, t: float, *, after: float) -> float:
         """The latest fire time in (``after``, ``t``]; ``after`` itself if there is none."""
         if self.every is not None:
             return max(after, math.floor(t / self.every) * self.every)
-        latest, following = after, self.next_after(after)
-        while following <= t:
-            latest, following = following, self.next_after(following)
+        latest = after
+        for fire in self.fire_times(after):
+            if fire > t:
+                break
+            latest = fire
         return latest
 
     def due(self, last: float, now: float) -> tuple[list[float], float | None]:
         """Fire times in (last, now] to run under the missed-fire policy, and the latest
         fire time in (last, now] (None if there is none), which becomes the new ``last``."""
         times: list[float] = []
-        t = self.next_after(last)
-        while t <= now:
+        for t in self.fire_times(last):
+            if t > now:
+                break
             times.append(t)
-            t = self.next_after(t)
             if len(times) > RUN_ALL_CAP:  # a long outage: keep only the most recent
                 del times[0]
         if not times:
@@ -105,16 +134,28 @@ def make_schedule(
     kwargs: dict[str, Any] | None = None,
     queue: str | None = None,
     missed: str = "run_once",
+    tz: str = "UTC",
 ) -> Schedule:
-    """Build a Schedule from user-facing arguments (cron text, timedelta)."""
+    """Build a Schedule from user-facing arguments (cron text read in the IANA zone
+    ``tz``, timedelta); ConfigurationError for a bad expression or an unknown zone."""
     seconds = every.total_seconds() if isinstance(every, timedelta) else every
     return Schedule(
         name=name,
         task=task,
-        cron=Cron.parse(cron) if cron is not None else None,
+        cron=Cron.parse(cron, tz) if cron is not None else None,
         every=seconds,
         args=tuple(args),
         kwargs=dict(kwargs or {}),
         queue=queue,
         missed=missed,
+        tz=tz,
     )
+
+
+def find_schedule(schedules: Mapping[str, Schedule], name: str) -> Schedule:
+    """The schedule called ``name``; ConfigurationError listing the known names if none."""
+    try:
+        return schedules[name]
+    except KeyError:
+        known = ", ".join(sorted(schedules)) or "none"
+        raise ConfigurationError(f"no schedule named {name!r} (known: {known})") from None

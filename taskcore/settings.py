@@ -25,7 +25,6 @@ CELERY_SETTINGS = {
     "task_routes": "use routes={'pattern': 'queue'}",
     "result_backend": "results live in Redis: redis_url (TASKCORE_REDIS_URL)",
     "beat_schedule": "use app.schedule(name, task, cron=... or every=...)",
-    "timezone": "schedules run in UTC",
 }
 
 
@@ -42,7 +41,8 @@ class Settings:
     #: Prefix of the exchanges and delay queues taskcore declares.
     namespace: str = "taskcore"
     default_queue: str = "default"
-    #: Seconds a publish may take, confirm included, before PublishError.
+    #: Seconds a publish may take, confirm included, before PublishError (per started
+    #: 10,000 messages of a batch).
     publish_timeout: float = 10.0
     connect_timeout: float = 5.0
     confirm_publish: bool = True
@@ -59,6 +59,22 @@ class Settings:
     #: Port of the Prometheus endpoint of ``taskcore worker``, ``beat`` and ``recorder``
     #: (their ``--metrics-port``); None: no endpoint, and no metrics code runs.
     metrics_port: int | None = None
+    #: The IANA time zone (``Asia/Manila``) cron schedules read their times in, unless a
+    #: schedule gives its own ``tz=``.
+    timezone: str = "UTC"
+    #: Largest encoded arguments (bytes) a call may have: a bigger call raises
+    #: PayloadTooLarge in the caller before anything is published (RabbitMQ's own
+    #: max_message_size is 128 MiB on 3.x; keep big blobs elsewhere and pass a key).
+    max_args_bytes: int = 1_048_576
+    #: Largest encoded result (bytes) a task may return: a bigger one fails the task
+    #: with PayloadTooLarge as its error.
+    max_result_bytes: int = 1_048_576
+    #: The broker's ``consumer_timeout`` in seconds (RabbitMQ's default: 30 minutes).
+    #: A task still running at half of it has its delivery handed over to a lease.
+    broker_consumer_timeout: float = 1800.0
+    #: Seconds a running task's lease lasts without renewal: how long after its worker
+    #: dies a leased task is run again.
+    lease_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -115,8 +131,8 @@ def _parse(name: str, type_name: Any, raw: str) -> Any:
             raise ConfigurationError(
                 f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number of seconds"
             ) from None
-    if kind == "int | None":
-        if not raw.strip():
+    if kind in ("int", "int | None"):
+        if kind == "int | None" and not raw.strip():
             return None
         try:
             return int(raw)

@@ -35,6 +35,8 @@ class TaskHandle:
     task: str
     queue: str
     app: TaskApp = field(repr=False, compare=False)
+    #: The chain, group or chord this task belongs to (its page in the console), if any.
+    workflow_id: str | None = field(default=None, compare=False)
 
     def _status(self) -> TaskStatus:
         return self.app.status(self.id)

@@ -6,14 +6,16 @@ connects, so a fresh broker (or vhost) needs no set-up step.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from aiormq.exceptions import ChannelPreconditionFailed
+from pamqp.commands import Basic
 
 from . import delays
 from .errors import ConfigurationError
@@ -126,6 +128,17 @@ class Topology:
     def envelope(self, message: TaskMessage, delay: float = 0.0) -> Envelope:
         """The publish that puts ``message`` in its work queue after ``delay`` seconds."""
         return Envelope(*self.address(message.queue, delay), message.body(), message.properties())
+
+    def events_envelope(self, state: str, events: Sequence[Mapping[str, Any]]) -> Envelope:
+        """The publish of a batch of history events of one state (a JSON array), routed
+        ``task.<state>``; dropped by the broker while no recorder queue exists."""
+        return Envelope(
+            self.events_exchange,
+            f"task.{state.lower()}",
+            json.dumps(events, default=str).encode(),
+            Basic.Properties(content_type="application/json", delivery_mode=2),
+            mandatory=False,
+        )
 
     def delay_exchange(self, level: int) -> str:
         """Exchange (and queue) name of delay level ``level``."""

@@ -24,20 +24,25 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import AbstractChannel as RawChannel
 from aiormq.abc import DeliveredMessage
 
+from . import delays
 from .aio import wait_any
 from .broker import CONNECTION_ERRORS, BrokerClient, connect
 from .control import OutcomeCounts, WorkerControl, WorkerSnapshot
 from .delivery import Acker, Delivery
-from .errors import PublishError
+from .errors import ConfigurationError, PublishError, WorkerStartFailed
 from .events import EventPublisher
 from .execution import MessageHandler
+from .hooks import run_start_hooks, run_stop_hooks
+from .leases import H_LEASE
 from .listeners import StateChanges
+from .logs import add_task_fields
 from .outcomes import Outcomes, settle
 from .rate_gate import RateGate
 from .ratelimit import RateLimiter
 from .redis_clients import async_client
 from .results import AsyncResultStore
 from .revocations import RevocationList
+from .signals import TaskSignals
 from .topology import check_queue_name
 
 if TYPE_CHECKING:
@@ -49,6 +54,14 @@ log = logging.getLogger(__name__)
 
 #: Messages prefetched per task slot: one running, one ready to start when it ends.
 PREFETCH_PER_SLOT = 2
+#: Above this --concurrency, plain-function tasks on the consumed queues get a warning:
+#: each may hold a thread (about 16 KiB resident and 0.8 ms to start here; the GIL runs
+#: one at a time), and waiting tasks want ``async def``.
+SYNC_THREADS_WARN = 256
+#: Above this, a worker with plain-function tasks on its queues refuses to start.
+SYNC_THREADS_MAX = 2048
+#: Seconds between a ``--burst`` worker's looks at its queues; two empty looks in a row end it.
+BURST_CHECK = 0.5
 #: Seconds a starting worker waits for the revocation list before consuming without it.
 REVOCATIONS_WAIT = 5.0
 
@@ -81,12 +94,15 @@ class Worker:
         supervised: bool = False,
         max_tasks: int | None = None,
         metrics: bool = False,
+        burst: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.app = app
         self.queues = [check_queue_name(q) for q in (queues or [app.settings.default_queue])]
         self.concurrency = concurrency
+        check_thread_count(app, self.queues, concurrency)
+        add_task_fields()  # log records made inside a task name it
         self.grace_period = grace_period
         self.hostname = hostname or default_hostname()
         #: Sync tasks still running in threads when shutdown gave up on them.
@@ -96,6 +112,10 @@ class Worker:
         #: Stop gracefully after this many messages (a supervisor starts a fresh process).
         self.max_tasks = max_tasks
         self.processed = 0
+        #: Stop once the queues and the delay cascade are empty and nothing is held.
+        self.burst = burst
+        #: Set when a burst worker stopped because everything was done.
+        self.drained = False
         #: Unacknowledged messages held now, by queue (running or waiting for a slot).
         self.held_by_queue: Counter[str] = Counter()
         self.started = time.time()
@@ -114,6 +134,10 @@ class Worker:
         self.states.listen(self.events.emit)
         if self.results.enabled:
             self.states.listen(self.results.on_state)
+        #: The app's ``on_task`` hooks, if it has any.
+        self.signals = TaskSignals(app.task_hooks) if app.task_hooks else None
+        if self.signals is not None:
+            self.states.listen(self.signals)
         self.handler = MessageHandler(
             app,
             Outcomes(self._client, app.topology, self.states),
@@ -148,19 +172,59 @@ class Worker:
     # -- life cycle -------------------------------------------------------
 
     async def run(self) -> None:
-        """Consume until ``request_stop()``, reconnecting when the broker drops the connection."""
+        """Run the start hooks, then consume until ``request_stop()``, reconnecting when
+        the broker drops the connection; WorkerStartFailed if a start hook raised."""
+        try:
+            await run_start_hooks(self.app)
+        except WorkerStartFailed:
+            await self.redis.aclose()
+            raise
         listener = asyncio.ensure_future(self.revocations.follow(self._terminate))
         await self._wait_for_revocation_list()
         await self.start()
         heartbeat = asyncio.ensure_future(self.control.heartbeat())
+        watcher = asyncio.ensure_future(self._stop_when_drained()) if self.burst else None
         try:
             while await self._wait_for_stop_or_lost_connection() == "lost":
                 await self._reconnect()
         finally:
             listener.cancel()
             heartbeat.cancel()
+            if watcher is not None:
+                watcher.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self.shutdown()
+
+    async def _stop_when_drained(self) -> None:
+        """--burst: stop after two looks in a row find nothing held, nothing ready in the
+        consumed queues and nothing waiting in the delay cascade (retries, countdowns)."""
+        names = [*self.queues, *map(self.app.topology.delay_exchange, range(delays.LEVELS))]
+        quiet = 0
+        while not self._stop.is_set():
+            await asyncio.sleep(BURST_CHECK)
+            empty = not self._deliveries and await self._all_empty(names)
+            quiet = quiet + 1 if empty else 0
+            if quiet >= 2:
+                log.info("worker %s drained %s: stopping", self.hostname, ", ".join(self.queues))
+                self.drained = True
+                self._stop.set()
+
+    async def _all_empty(self, names: Sequence[str]) -> bool:
+        if self._connection is None or self._connection.is_closed:
+            return False
+        channel = await self._connection.channel()
+        try:
+            for name in names:
+                queue = await channel.declare_queue(name, passive=True)
+                if queue.declaration_result.message_count:
+                    return False
+            return True
+        except Exception as exc:  # a queue deleted meanwhile, or the connection going away
+            log.debug("burst: could not read queue depths: %s", exc)
+            return False
+        finally:
+            if not channel.is_closed:
+                await channel.close()
 
     def snapshot(self) -> WorkerSnapshot:
         """What this process is doing now (heartbeats and control answers)."""
@@ -274,6 +338,9 @@ class Worker:
         await self._requeue({t for t in self._deliveries if not t.done()})
         if self._acker is not None:
             await self._acker.drain()
+        if self.signals is not None:
+            await self.signals.drain()
+        await run_stop_hooks(self.app)
         if self._connection is not None and not self._connection.is_closed:
             await self._connection.close()
         await self._client.close()
@@ -344,6 +411,8 @@ class Worker:
     async def _handle_in_slot(self, message: Delivery, queue: str) -> None:
         if not await self.gate.admit(message, queue):
             return  # sent round the delay cascade to wait for its rate-limit slot
+        if H_LEASE in message.headers and await self.handler.leases.check(message, queue):
+            return  # a lease's check copy, settled without waiting for a task slot
         async with self._slots:
             if self._stop.is_set():  # stopping: do not start anything new
                 await settle(message, "requeue")
@@ -379,6 +448,28 @@ class Worker:
         self.replace_requested = True
         self._stop.set()
         self._force.set()
+
+
+def check_thread_count(app: TaskApp, queues: Sequence[str], concurrency: int) -> None:
+    """Warn, or refuse (ConfigurationError), a concurrency that means thousands of threads
+    for the plain-function tasks routed to ``queues``; ``async def`` tasks need none."""
+    if concurrency <= SYNC_THREADS_WARN:
+        return
+    sync = sorted(
+        t.name for t in app.tasks.values() if not t.is_async and app.queue_for(t) in queues
+    )
+    if not sync:
+        return
+    shown = ", ".join(sync[:5]) + (f" and {len(sync) - 5} more" if len(sync) > 5 else "")
+    why = (
+        f"--concurrency {concurrency} runs up to {concurrency} threads for the plain-function "
+        f"tasks {shown}: each thread costs memory and start-up time and only one runs Python "
+        "at a time. Make tasks that wait `async def` (they need no thread), or run more "
+        "processes (--processes) with a smaller --concurrency"
+    )
+    if concurrency > SYNC_THREADS_MAX:
+        raise ConfigurationError(f"{why} (over {SYNC_THREADS_MAX} threads is refused)")
+    log.warning("%s", why)
 
 
 async def _nothing() -> None:

@@ -17,6 +17,12 @@ member that completes the set claims the callback (one Lua script), publishes
 it and waits for the confirm before acking. A redelivered member counts once
 (a set), and only the claimer may publish, again after a crash, until the
 callback's confirm is recorded.
+
+Every chain, group and chord has an id of its own: each of its messages carries
+it (``x-taskcore-workflow``), so its workers' events tie the member tasks to it,
+and its shape (kind and members in order) goes to the history recorder in the
+same confirmed publish as its first messages. The console and the API show it
+as one unit from the history.
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ H_CHAIN = "x-taskcore-chain"
 H_LINK_ERROR = "x-taskcore-link-error"
 #: The chord a group member belongs to: ``{"id", "members": [ids], "body": step}``.
 H_CHORD = "x-taskcore-chord"
+#: The id of the chain, group or chord a message belongs to.
+H_WORKFLOW = "x-taskcore-workflow"
+#: The state of the event that records a workflow's shape for the history.
+WORKFLOW_EVENT = "WORKFLOW"
 #: Options a signature keeps for its call.
 SIGNATURE_OPTIONS = {"queue", "priority", "countdown"}
 
@@ -118,6 +128,7 @@ class Chain:
 
         first, *rest = self.steps
         app = _app_of(first)
+        workflow_id = new_task_id()
         ids = [new_task_id() for _ in self.steps]
         call_args = first.args if first.immutable else (*args, *first.args)
         message = app.message(
@@ -128,15 +139,20 @@ class Chain:
             task_id=ids[0],
             priority=first.options.get("priority"),
         )
-        later = [_step(app, step, step_id) for step, step_id in zip(rest, ids[1:], strict=True)]
+        message.headers[H_WORKFLOW] = workflow_id
+        later = [
+            _step(app, step, step_id, workflow_id)
+            for step, step_id in zip(rest, ids[1:], strict=True)
+        ]
         if later:
             try:
                 message.headers[H_CHAIN] = json.dumps(later, allow_nan=False)
             except (TypeError, ValueError) as exc:
                 raise EncodeError(f"a chain step's arguments are not JSON: {exc}") from None
-        app.publish([(message, float(first.options.get("countdown") or 0.0))])
+        shape = workflow_event(workflow_id, "chain", [_member(message), *later])
+        app.publish([(message, float(first.options.get("countdown") or 0.0))], events=[shape])
         last = later[-1] if later else {"task": message.task, "queue": message.queue}
-        return TaskHandle(ids[-1], last["task"], last["queue"], app)
+        return TaskHandle(ids[-1], last["task"], last["queue"], app, workflow_id=workflow_id)
 
 
 class Group:
@@ -161,6 +177,7 @@ class Group:
         if not self.members:
             return GroupResult([])
         app = _app_of(self.members[0])
+        workflow_id = new_task_id()
         items = []
         for member in self.members:
             message = app.message(
@@ -170,16 +187,24 @@ class Group:
                 queue=member.options.get("queue"),
                 priority=member.options.get("priority"),
             )
+            message.headers[H_WORKFLOW] = workflow_id
             items.append((message, float(member.options.get("countdown") or 0.0)))
-        app.publish(items)
-        return GroupResult([TaskHandle(m.id, m.task, m.queue, app) for m, _ in items])
+        app.publish(
+            items, events=[workflow_event(workflow_id, "group", [_member(m) for m, _ in items])]
+        )
+        return GroupResult(
+            [TaskHandle(m.id, m.task, m.queue, app, workflow_id=workflow_id) for m, _ in items],
+            workflow_id,
+        )
 
 
 class GroupResult:
-    """The handles of a group's members, in the order they were given."""
+    """The handles of a group's members, in the order they were given; ``id`` is the
+    group's workflow id (None for an empty group, which sends nothing)."""
 
-    def __init__(self, results: list[TaskHandle]) -> None:
+    def __init__(self, results: list[TaskHandle], id: str | None = None) -> None:
         self.results = results
+        self.id = id
 
     def __len__(self) -> int:
         return len(self.results)
@@ -224,7 +249,8 @@ class Chord:
             raise ConfigurationError("a chord needs at least one member")
         app = _app_of(self.body)
         app.results.require_enabled()  # the callback collects the members' stored results
-        body = _step(app, self.body, new_task_id())
+        chord_id = new_task_id()  # also the workflow's id
+        body = _step(app, self.body, new_task_id(), chord_id)
         messages = [
             app.message(
                 member.task,
@@ -236,12 +262,14 @@ class Chord:
             for member in members
         ]
         chord_header = json.dumps(
-            {"id": new_task_id(), "members": [m.id for m in messages], "body": body}
+            {"id": chord_id, "members": [m.id for m in messages], "body": body}
         )
         for message in messages:
             message.headers[H_CHORD] = chord_header
-        app.publish([(message, 0.0) for message in messages])
-        return TaskHandle(body["id"], body["task"], body["queue"], app)
+            message.headers[H_WORKFLOW] = chord_id
+        shape = workflow_event(chord_id, "chord", [_member(m) for m in messages], callback=body)
+        app.publish([(message, 0.0) for message in messages], events=[shape])
+        return TaskHandle(body["id"], body["task"], body["queue"], app, workflow_id=chord_id)
 
 
 #: KEYS: the chord's done set, its claim, its published mark; ARGV: member id, member
@@ -331,8 +359,39 @@ def steps_after(headers: Mapping[str, Any]) -> list[dict[str, Any]]:
     return chain_steps + chord_steps
 
 
+def workflow_event(
+    workflow_id: str,
+    kind: str,
+    members: Sequence[Mapping[str, Any]],
+    callback: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The history event that records a workflow's shape: its kind and its members
+    (``{"id", "task", "queue"}``, a chain's in order), and a chord's callback."""
+    event = {
+        "task_id": workflow_id,
+        "state": WORKFLOW_EVENT,
+        "at": time.time(),
+        "kind": kind,
+        "members": [_member(m) for m in members],
+    }
+    if callback is not None:
+        event["callback"] = _member(callback)
+    return event
+
+
+def workflow_fields(workflow_id: str | None) -> dict[str, str]:
+    """The state-change fields that tie a task to its workflow (none for a lone task)."""
+    return {"workflow_id": workflow_id} if workflow_id else {}
+
+
+def _member(member: TaskMessage | Mapping[str, Any]) -> dict[str, str]:
+    if isinstance(member, TaskMessage):
+        return {"id": member.id, "task": member.task, "queue": member.queue}
+    return {"id": member["id"], "task": member["task"], "queue": member["queue"]}
+
+
 def _message(step: Mapping[str, Any], result: Any) -> TaskMessage:
-    return TaskMessage(
+    message = TaskMessage(
         id=step["id"],
         task=step["task"],
         queue=step["queue"],
@@ -340,9 +399,14 @@ def _message(step: Mapping[str, Any], result: Any) -> TaskMessage:
         kwargs=dict(step["kwargs"]),
         priority=step.get("priority"),
     )
+    if step.get("workflow"):
+        message.headers[H_WORKFLOW] = step["workflow"]
+    return message
 
 
-def _step(app: TaskApp, step: Signature, step_id: str) -> dict[str, Any]:
+def _step(
+    app: TaskApp, step: Signature, step_id: str, workflow_id: str | None = None
+) -> dict[str, Any]:
     task = app.tasks.get(step.task)
     if task is not None:  # the previous result stands in for the first argument
         task.check_arguments(step.args if step.immutable else (None, *step.args), step.kwargs)
@@ -356,6 +420,7 @@ def _step(app: TaskApp, step: Signature, step_id: str) -> dict[str, Any]:
         "kwargs": dict(step.kwargs),
         "immutable": step.immutable,
         "priority": step.options.get("priority"),
+        "workflow": workflow_id,
     }
 
 

@@ -52,12 +52,13 @@ FUZZ_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "6"))
 
 #: Operations whose valid input may still be refused for a rule the document cannot
 #: state: a task's arguments that fit its signature (400 otherwise); a well-formed but
-#: unknown history cursor; an upload's content (a .txt, .md or real PDF: 415 otherwise);
-#: a report filter's date range in order (422 otherwise); a quiz's answers keyed by its
-#: own question ids (422 otherwise).
+#: unknown history or workflows cursor; an upload's content (a .txt, .md or real PDF:
+#: 415 otherwise); a report filter's date range in order (422 otherwise); a quiz's
+#: answers keyed by its own question ids (422 otherwise).
 CONTENT_RULES = (
     "/api/v1/tasks",
     "/api/v1/history",
+    "/api/v1/workflows",
     "/api/v1/documents",
     "/api/v1/reports/exports",
     "/api/v1/reports/searches",

@@ -553,6 +553,7 @@ def test_purge_and_queue_errors(app: Flask, operator: Api, probe: Probe) -> None
 def test_schedules(app: Flask, operator: Api, viewer: Api, probe: Probe) -> None:
     task_app = app.extensions["taskcore"]
     task_app.schedule("tick", "webapp.tasks.ping", every=3600)
+    task_app.schedule("nightly", "webapp.tasks.ping", cron="0 2 * * *", tz="Asia/Manila")
     try:
 
         def tick() -> dict[str, Any]:
@@ -561,6 +562,10 @@ def test_schedules(app: Flask, operator: Api, viewer: Api, probe: Probe) -> None
 
         assert tick()["task"] == "webapp.tasks.ping" and not tick()["paused"]
         assert ISO_UTC.match(tick()["next_fire"]) and tick()["last_fire"] is None
+        found = viewer.get("/schedules").get_json()["schedules"]
+        nightly = next(s for s in found if s["name"] == "nightly")
+        assert nightly["tz"] == "Asia/Manila" and nightly["next_fire"].endswith("T18:00:00.000Z")
+        assert nightly["next_fire_local"].endswith("02:00:00+08:00")
         paused = operator.post("/schedules/tick/pause")
         assert paused.get_json() == {"name": "tick", "paused": True}
         assert tick()["paused"] is True
@@ -572,6 +577,7 @@ def test_schedules(app: Flask, operator: Api, viewer: Api, probe: Probe) -> None
         assert operator.post("/schedules/nope/run").status_code == 404
     finally:
         task_app.schedules.pop("tick")
+        task_app.schedules.pop("nightly")
     actions = [row[1] for row in audit_log(app)]
     assert actions == ["schedule.pause", "schedule.resume", "schedule.run"]
 
@@ -614,3 +620,47 @@ def test_the_openapi_document(anonymous: Api) -> None:
     assert set(submit["responses"]) == {"202", "400", "401", "403", "404", "409", "413", "503"}
     assert "/api/tasks" not in str(document["paths"])  # the old routes are gone
     assert anonymous.client.post("/api/tasks", json={}).status_code == 404
+
+
+def test_workflows_as_one_unit(app: Flask, viewer: Api) -> None:
+    from taskcore.workflows import workflow_event
+
+    now = time.time()
+    steps = [{"id": f"s{i}", "task": "t.step", "queue": "default"} for i in range(3)]
+    write_events(
+        app.extensions["taskcore_ops"].engine,
+        [
+            {**workflow_event("wf-chain", "chain", steps), "at": now - 10},
+            {**workflow_event("wf-group", "group", steps[:1]), "at": now - 20},
+            {"task_id": "s0", "state": "SUCCESS", "at": now - 5, "workflow_id": "wf-chain"},
+            {
+                "task_id": "s1",
+                "state": "DEAD",
+                "at": now - 4,
+                "workflow_id": "wf-chain",
+                "error": {"type": "taskcore.Reject", "message": "no"},
+            },
+        ],
+    )
+    listed = viewer.get("/workflows").get_json()
+    assert [w["workflow_id"] for w in listed["workflows"]] == ["wf-chain", "wf-group"]
+    assert listed["workflows"][0]["tasks"] == ["t.step"] * 3  # a chain's steps, in order
+    assert listed["workflows"][1]["tasks"] == ["t.step"] and listed["next"] is None
+    assert [w["kind"] for w in viewer.get("/workflows?kind=group").get_json()["workflows"]] == [
+        "group"
+    ]
+    found = viewer.get("/workflows/wf-chain").get_json()
+    assert (found["kind"], found["state"], found["done"], found["total"]) == (
+        "chain",
+        "FAILURE",
+        2,
+        3,
+    )
+    assert [m["state"] for m in found["members"]] == ["SUCCESS", "DEAD", "PENDING"]
+    assert found["members"][1]["error"] == {"type": "taskcore.Reject", "message": "no"}
+    assert found["callback"] is None
+    assert viewer.get("/tasks/s0").get_json()["workflow_id"] == "wf-chain"
+    missing = viewer.get("/workflows/nope")
+    assert missing.status_code == 404 and "recorder" in error_of(missing)["message"]
+    for bad in ("kind=pipeline", "limit=0", "after=!!"):
+        assert viewer.get(f"/workflows?{bad}").status_code == 400, bad

@@ -82,6 +82,8 @@ ACCESS: dict[str, str] = {
     "console.overview": VIEWER,
     "console.tasks": VIEWER,
     "console.task_detail": VIEWER,
+    "console.workflows": VIEWER,
+    "console.workflow_detail": VIEWER,
     "console.queues": VIEWER,
     "console.dead_letters": VIEWER,
     "console.dead_letter": VIEWER,
@@ -411,6 +413,7 @@ def url_values(world: World) -> dict[str, Any]:
         "notification_id": ids["notification_id"],
         "export_id": str(uuid.uuid4()),
         "search_id": uuid.uuid4().hex,
+        "workflow_id": uuid.uuid4().hex,
     }
 
 
@@ -843,7 +846,7 @@ HOSTILE_FIELDS = [IMG, "9" * 25, "x" * 3000, "[" * 5000, "[1e999, NaN]", "NaN", 
 #: Every query parameter a page reads.
 QUERY_PARAMETERS = [
     "page", "after", "since", "until", "state", "task", "queue", "worker", "search", "window",
-    "actor", "action", "agency", "category", "date_from", "date_to", "text", "next",
+    "actor", "action", "agency", "category", "date_from", "date_to", "text", "next", "kind",
 ]  # fmt: skip
 
 

@@ -739,7 +739,7 @@ def tables(engine: sa.Engine) -> set[str]:
     return set(sa.inspect(engine).get_table_names())
 
 
-HISTORY_TABLES = {"task_runs", "task_events"}
+HISTORY_TABLES = {"task_runs", "task_events", "task_workflows"}
 #: The console's tables, as revision 0001 made them (and create_all before migrations).
 CONSOLE_TABLES = {"users", "api_tokens", "audit_log"}
 #: Every model's table: the console's and the workloads'.
@@ -779,9 +779,11 @@ def check_up_down_up(engine: sa.Engine) -> None:
     WEBAPP.downgrade(engine, "base")
     assert tables(engine) == HISTORY_TABLES | VERSION_TABLES
     HISTORY.downgrade(engine, "0001_task_history")  # the tables as first shipped
+    assert "task_workflows" not in tables(engine)
     columns = {c["name"] for c in sa.inspect(engine).get_columns("task_runs")}
     indexes = {i["name"] for i in sa.inspect(engine).get_indexes("task_runs")}
-    assert "queue_wait" not in columns and "ix_task_runs_state" in indexes
+    assert "queue_wait" not in columns and "workflow_id" not in columns
+    assert "ix_task_runs_state" in indexes
     HISTORY.downgrade(engine, "base")
     assert tables(engine) == VERSION_TABLES
     assert HISTORY.current(engine) == () and WEBAPP.current(engine) == ()
@@ -826,7 +828,7 @@ def test_a_database_made_before_migrations_is_adopted(engine: sa.Engine) -> None
                 " VALUES ('ada', 'x', 'operator', now())"
             )
         )
-    assert tables(engine) == HISTORY_TABLES | CONSOLE_TABLES
+    assert tables(engine) == {"task_runs", "task_events"} | CONSOLE_TABLES
     migrate(engine)
     assert HISTORY.current(engine) == HISTORY.heads()
     assert WEBAPP.current(engine) == WEBAPP.heads()

@@ -106,6 +106,7 @@ def test_init_db_creates_the_tables(start_command, database_url: str) -> None:
     assert {t["table_name"] for t in tables} == {
         "task_runs",
         "task_events",
+        "task_workflows",
         "taskcore_alembic_version",  # the migrations' revision, in this test's schema
     }
 

@@ -36,10 +36,31 @@ def test_cron_next_fire_time(expression: str, after: str, expected: str) -> None
     assert Cron.parse(expression).next_after(at(after)) == at(expected)
 
 
-@pytest.mark.parametrize("bad", ["* * * *", "61 * * * *", "* * * foo *", "5-1 * * * *"])
-def test_bad_cron_expressions_say_what_is_wrong(bad: str) -> None:
-    with pytest.raises(ConfigurationError, match="cron expression"):
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("* * * *", "needs 5 fields"),
+        ("0 0 0 * * *", "needs 5 fields"),  # cronsim's seconds field is not ours
+        ("61 * * * *", "'61' is not a valid minute (0-59"),
+        ("* * * foo *", "'foo' is not a valid month (1-12 or jan-dec"),
+        ("5-1 * * * *", "'5-1' is not a valid minute: the range 5-1 is reversed"),
+        ("*/0 * * * *", "'*/0' is not a valid minute: a step must be at least 1"),
+        ("0 0 31 2 *", "never fires"),
+        ("0 0 * * m\u00f6n", "only ASCII"),
+    ],
+)
+def test_bad_cron_expressions_say_what_is_wrong(bad: str, says: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
         Cron.parse(bad)
+    assert str(caught.value).startswith(f"cron expression {bad!r}")
+    assert says in str(caught.value)
+
+
+def test_cronsim_extensions_and_a_one_value_stepped_range() -> None:
+    assert Cron.parse("0 0 L * *").next_after(at("2026-02-03T00:00")) == at("2026-02-28T00:00")
+    assert Cron.parse("0 9 * * 5#2").next_after(at("2026-11-01T00:00")) == at("2026-11-13T09:00")
+    # 5-5/10 is minute 5 only, as in cron (cronsim alone would read 5, 15, 25, ...)
+    assert Cron.parse("5-5/10 * * * *").next_after(at("2026-11-01T00:05")) == at("2026-11-01T01:05")
 
 
 def test_missed_fire_time_policies() -> None:

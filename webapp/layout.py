@@ -15,6 +15,7 @@ BRAND = "taskcore"  # the top bar's name: short, so one row holds every section
 NAV: tuple[tuple[str, str], ...] = (
     ("/", "Overview"),
     ("/tasks", "Tasks"),
+    ("/workflows", "Workflows"),
     ("/queues", "Queues"),
     ("/workers", "Workers"),
     ("/schedules", "Schedules"),

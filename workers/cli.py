@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import logging
 from typing import TYPE_CHECKING
 
 import click
 
+from . import log_setup
 from .loading import APP_OPTION, load_app
-from .supervise import LOG_FORMAT
 
 if TYPE_CHECKING:
     from taskcore import TaskApp
@@ -59,9 +58,25 @@ METRICS_PORT_OPTION = click.option(
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
-def cli(loglevel: str) -> None:
+@click.option(
+    "--log-format",
+    default="plain",
+    show_default=True,
+    envvar="TASKCORE_LOG_FORMAT",
+    type=click.Choice(log_setup.FORMATS),
+    help="plain: readable lines; json: one JSON object a line. Inside a task both carry "
+    "its id, name and attempt.",
+)
+@click.option(
+    "--log-config",
+    default=None,
+    envvar="TASKCORE_LOG_CONFIG",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A JSON logging.config.dictConfig file, used instead of --loglevel/--log-format.",
+)
+def cli(loglevel: str, log_format: str, log_config: str | None) -> None:
     """taskcore: background tasks on RabbitMQ."""
-    logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
+    log_setup.configure(loglevel, log_format, log_config)
 
 
 @cli.command()
@@ -101,6 +116,12 @@ def cli(loglevel: str) -> None:
     type=click.IntRange(min=0),
     help="Replace a worker process after this many tasks (0: never).",
 )
+@click.option(
+    "--burst",
+    is_flag=True,
+    help="Exit 0 once the queues and the delay queues are empty and no task runs "
+    "(for scripts, cron and CI).",
+)
 @METRICS_PORT_OPTION
 def worker(
     app_spec: str | None,
@@ -110,9 +131,10 @@ def worker(
     hostname: str | None,
     processes: int,
     max_tasks_per_child: int,
+    burst: bool,
     metrics_port: int | None,
 ) -> None:
-    """Consume queues and run their tasks until SIGTERM.
+    """Consume queues and run their tasks until SIGTERM (or, with --burst, until drained).
 
     With --metrics-port, one endpoint serves the sum of every worker process's metrics.
     """
@@ -120,7 +142,10 @@ def worker(
 
     exec_supervisor(
         {
-            "loglevel": click.get_current_context().find_root().params["loglevel"],
+            **{
+                name: click.get_current_context().find_root().params[name]
+                for name in ("loglevel", "log_format", "log_config")
+            },
             "app_spec": app_spec,
             "queues": [q.strip() for q in queues.split(",") if q.strip()] if queues else None,
             "concurrency": concurrency,
@@ -128,6 +153,7 @@ def worker(
             "hostname": hostname,
             "processes": processes,
             "max_tasks_per_child": max_tasks_per_child,
+            "burst": burst,
             "metrics_port": metrics_port,
         }
     )

@@ -6,6 +6,8 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import click
@@ -13,6 +15,7 @@ import redis
 
 from taskcore import READY_STATES, State, TaskcoreError, TaskFailed
 from taskcore.dead_letters import H_TRACEBACK
+from taskcore.schedules import Schedule, find_schedule
 from taskcore.topology import dead_queue
 
 from .loading import APP_OPTION, load_app, load_operations
@@ -210,18 +213,83 @@ def rate_limit(app_spec, name, rate, reset, fmt) -> None:
 
 @click.group()
 def schedule() -> None:
-    """Periodic schedules: list, pause, resume, run."""
+    """Periodic schedules: list, next, pause, resume, run."""
 
 
 @schedule.command("list")
 @APP_OPTION
 @FORMAT_OPTION
 def schedule_list(app_spec, fmt) -> None:
-    """List schedules with their timing, state, and last and next fire time."""
+    """List schedules with their timing and zone, state, last fire time (UTC) and next fire
+    time (in the schedule's zone)."""
     ops = load_operations(app_spec)
     with failing_clearly():
-        emit(ops.schedules(), fmt, ["name", "task", "when", "queue", "paused",
-                                        "last_fire", "next_fire"])  # fmt: skip
+        emit(ops.schedules(), fmt, ["name", "task", "when", "tz", "queue", "paused",
+                                        "last_fire", "next_fire_local"])  # fmt: skip
+
+
+@schedule.command("next")
+@APP_OPTION
+@click.argument("name")
+@click.option("--count", default=5, show_default=True, type=click.IntRange(min=1, max=10_000))
+@click.option(
+    "--after",
+    "after_text",
+    default=None,
+    metavar="TIME",
+    help="ISO 8601 start, e.g. 2026-03-28T12:00 (no offset: in the schedule's zone). Default: now.",
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="text for people, json for scripts.")  # fmt: skip
+def schedule_next(app_spec, name, count, after_text, fmt) -> None:
+    """Print the next fire times of the schedule NAME, in its zone with the UTC offset and
+    in UTC: check an expression before deploying it. Reads no service."""
+    app = load_app(app_spec)
+    with failing_clearly():
+        found = find_schedule(app.schedules, name)
+        after = _after(after_text, found) if after_text else datetime.now(UTC)
+        fires = [_fire_row(t, found) for t in islice(found.fire_times(after.timestamp()), count)]
+    after = after.astimezone(found.zone)
+    if fmt == "json":
+        row = {"name": name, "when": found.when, "tz": found.tz, "after": _iso(after)}
+        click.echo(json.dumps({**row, "fires": fires}, indent=2))
+        return
+    click.echo(f"{name}: {found.when} in {found.tz}, after {_iso(after)}")
+    for fire in fires:
+        click.echo(f"  {fire['local'].replace('T', ' ')} ({fire['utc']})")
+
+
+def _after(text: str, found: Schedule) -> datetime:
+    """``--after`` as an aware datetime: an ISO 8601 time, read in the schedule's zone if it
+    gives no offset."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 time, e.g. 2026-03-28T12:00 or 2026-03-28T11:00Z",
+            param_hint="--after",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=found.zone)
+
+
+def _fire_row(t: float, found: Schedule) -> dict[str, Any]:
+    """One fire time: in the schedule's zone (with its offset), in UTC, and Unix."""
+    local = datetime.fromtimestamp(t, found.zone)
+    return {"local": local.isoformat(), "utc": _utc(t), "offset": _offset(local), "unix": t}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _offset(local: datetime) -> str:
+    """The UTC offset as +HH:MM."""
+    z = local.strftime("%z")
+    return f"{z[:3]}:{z[3:5]}"
 
 
 def _schedule_action(verb: str, act) -> click.Command:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from taskcore import TaskApp
 from taskcore.worker import Worker
 
-from .supervisor import EXIT_REPLACE
+from .supervisor import EXIT_DRAINED, EXIT_REPLACE
 
 log = logging.getLogger("taskcore.worker")
 
@@ -27,12 +27,14 @@ def run_worker(
     supervised: bool = False,
     max_tasks: int | None = None,
     metrics: bool = False,
+    burst: bool = False,
 ) -> int:
     """Run a worker until SIGTERM/SIGINT; returns the process exit code.
 
     The first signal stops consuming and lets running tasks finish within
     ``grace_period``; a second one stops at once. Unfinished messages are
     requeued, never lost. ``metrics``: record Prometheus metrics (taskcore.metrics).
+    ``burst``: stop once the queues are drained (exit code EXIT_DRAINED).
     """
     worker = Worker(
         app,
@@ -43,6 +45,7 @@ def run_worker(
         supervised=supervised,
         max_tasks=max_tasks,
         metrics=metrics,
+        burst=burst,
     )
 
     async def main() -> None:
@@ -53,6 +56,8 @@ def run_worker(
 
     asyncio.run(main())
     exit_code = EXIT_REPLACE if worker.replace_requested else 0
+    if worker.drained:
+        exit_code = EXIT_DRAINED
     if worker.abandoned or exit_code:
         # Threads running sync tasks cannot be interrupted and would keep the
         # interpreter alive; their messages are already settled or requeued.

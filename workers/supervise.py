@@ -16,9 +16,8 @@ import os
 import sys
 from typing import Any
 
+from . import log_setup
 from .supervisor import EXIT_STARTUP_FAILED, Supervisor
-
-LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
 
 
 def exec_supervisor(options: dict[str, Any]) -> None:
@@ -30,7 +29,9 @@ def exec_supervisor(options: dict[str, Any]) -> None:
 
 def main(options: dict[str, Any]) -> int:
     """Supervise ``options["processes"]`` worker processes; returns the exit code."""
-    logging.basicConfig(level=options["loglevel"].upper(), format=LOG_FORMAT)
+    log_setup.configure(
+        options["loglevel"], options.get("log_format", "plain"), options.get("log_config")
+    )
     metrics_port = options.get("metrics_port")
     metrics = None
     if metrics_port:
@@ -71,6 +72,7 @@ def main(options: dict[str, Any]) -> int:
                 supervised=True,
                 max_tasks=options["max_tasks_per_child"] or None,
                 metrics=metrics is not None,
+                burst=bool(options.get("burst")),
             )
         except (TaskcoreError, AppNotFound) as exc:
             logging.getLogger("taskcore.worker").error("cannot start: %s", exc)

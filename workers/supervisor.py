@@ -30,6 +30,8 @@ log = logging.getLogger("taskcore.supervisor")
 EXIT_STARTUP_FAILED = 2
 #: Exit code of a child that asks for a fresh process (hard time limit, terminate).
 EXIT_REPLACE = 3
+#: Exit code of a ``--burst`` child that drained its queues: it is not replaced.
+EXIT_DRAINED = 4
 #: A child that dies within this many seconds is restarted only after a pause.
 QUICK_DEATH = 1.0
 
@@ -110,8 +112,8 @@ class Supervisor:
             lived = time.monotonic() - child.started
             if lived > QUICK_DEATH and code != EXIT_STARTUP_FAILED:
                 self.healthy_once = True
-            if self.stopping:
-                log.info("worker process %d (slot %d) exited with %s", pid, child.index, code)
+            if self.stopping or code == EXIT_DRAINED:
+                log.info("worker process %d (slot %d) %s", pid, child.index, _describe(code))
                 continue
             if code == EXIT_STARTUP_FAILED and not self.healthy_once:
                 log.error("worker process could not start; stopping (see the error above)")
@@ -214,6 +216,8 @@ def _describe(code: int) -> str:
         return f"was killed by {signal.Signals(-code).name}"
     if code == EXIT_REPLACE:
         return "asked to be replaced"
+    if code == EXIT_DRAINED:
+        return "drained its queues"
     return f"exited with code {code}"
 
 

@@ -240,7 +240,7 @@ def _history_ignored_indexes() -> tuple[str, ...]:
     return (TRIGRAM_INDEX,)
 
 
-#: The task history tables (``task_runs``, ``task_events``).
+#: The task history tables (``task_runs``, ``task_events``, ``task_workflows``).
 HISTORY = Migrations(
     HERE,
     version_table="taskcore_alembic_version",

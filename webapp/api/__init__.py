@@ -1,6 +1,6 @@
-"""The JSON API at ``/api/v1``: tasks, history, queues, dead letters, workers, schedules,
-rate limits and performance, and the product's four workloads (quizzes, documents, orders,
-reports), behind bearer tokens (or a signed-in session).
+"""The JSON API at ``/api/v1``: tasks, history, workflows, queues, dead letters, workers,
+schedules, rate limits and performance, and the product's four workloads (quizzes,
+documents, orders, reports), behind bearer tokens (or a signed-in session).
 
 Operations views call only ``taskcore.operations.Operations`` and the ``TaskApp``; the
 workload views (``views_quizzes.py`` ...) call the same plain functions as the workloads'
@@ -66,6 +66,7 @@ from . import (  # noqa: E402, F401
     views_reports,
     views_system,
     views_tasks,
+    views_workflows,
 )
 
 __all__ = ["api"]

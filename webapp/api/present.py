@@ -62,6 +62,7 @@ def history_row(row: dict[str, Any]) -> dict[str, Any]:
         **{k: row.get(k) for k in ("runtime", "queue_wait")},
         **{k: row.get(k) for k in ("started_at", "finished_at", "updated_at")},
         **arguments(row.get("args")),
+        "workflow_id": row.get("workflow_id"),
     }
 
 
@@ -91,6 +92,7 @@ def status_from_redis(status: dict[str, Any]) -> dict[str, Any]:
         "updated_at": times.pop("UPDATED", None),
         "times": times,
         **arguments(extra.get("args")),
+        "workflow_id": extra.get("workflow_id"),
     }
 
 
@@ -109,6 +111,23 @@ def status_from_history(run: dict[str, Any]) -> dict[str, Any]:
         for event in run.get("events") or []
     ]
     return shown
+
+
+def workflow(found: dict[str, Any]) -> dict[str, Any]:
+    """``Operations.workflow`` as the API shows it: each task's error as one object."""
+    return {
+        **found,
+        "members": [_workflow_member(m) for m in found["members"]],
+        "callback": _workflow_member(found["callback"]) if found["callback"] else None,
+    }
+
+
+def _workflow_member(member: dict[str, Any]) -> dict[str, Any]:
+    error = None
+    if member.get("error_type") or member.get("error_message"):
+        error = {"type": member.get("error_type"), "message": member.get("error_message")}
+    shown = {k: v for k, v in member.items() if k not in ("error_type", "error_message")}
+    return {**shown, "error": error}
 
 
 def unknown_status(task_id: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from marshmallow import (
 from taskcore.errors import ConfigurationError
 from taskcore.ratelimit import parse_rate
 from taskcore.states import State
+from taskcore.workflow_history import KINDS as WORKFLOW_KINDS
 
 from .fields import FullMatch, JSONBoolean, JSONInteger, JSONNumber, JSONText, Moment, Timestamp
 
@@ -173,6 +174,9 @@ class TaskStatusSchema(ArgumentsMixin):
         metadata={"description": "when the task entered each state (from Redis)"},
     )
     events = fields.List(fields.Nested(TaskEventSchema))
+    workflow_id = _nullable_string(
+        metadata={"description": "the chain, group or chord it belongs to (GET /workflows/<id>)"}
+    )
 
 
 class CancelSchema(Schema):
@@ -223,12 +227,72 @@ class HistoryRunSchema(ArgumentsMixin):
     started_at = Timestamp(allow_none=True)
     finished_at = Timestamp(allow_none=True)
     updated_at = Timestamp(allow_none=True)
+    workflow_id = _nullable_string()
 
 
 class HistoryPageSchema(Schema):
     runs = fields.List(fields.Nested(HistoryRunSchema), required=True)
     next = _nullable_string(
         required=True, metadata={"description": "pass as 'after' for the next page"}
+    )
+
+
+class WorkflowQuerySchema(Schema):
+    """Query of ``GET /workflows``: a kind, page size and the ``after`` cursor."""
+
+    kind = fields.String(load_default=None, validate=validate.OneOf(WORKFLOW_KINDS))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+    after = _filter(500, metadata={"description": "the 'next' cursor of the previous page"})
+
+
+class WorkflowSummarySchema(Schema):
+    workflow_id = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(WORKFLOW_KINDS))
+    state = fields.String(
+        required=True,
+        metadata={"description": "FAILURE once a task failed, SUCCESS once all succeeded"},
+    )
+    done = fields.Integer(required=True, metadata={"description": "tasks finished"})
+    total = fields.Integer(required=True, metadata={"description": "tasks, a callback included"})
+    created_at = Timestamp(required=True)
+
+
+class WorkflowListedSchema(WorkflowSummarySchema):
+    tasks = fields.List(
+        fields.String(),
+        required=True,
+        metadata={"description": "a chain's steps in order; a group's task names, once each"},
+    )
+
+
+class WorkflowPageSchema(Schema):
+    workflows = fields.List(fields.Nested(WorkflowListedSchema), required=True)
+    next = _nullable_string(
+        required=True, metadata={"description": "pass as 'after' for the next page"}
+    )
+
+
+class WorkflowMemberSchema(Schema):
+    id = fields.String(required=True)
+    task = fields.String(required=True)
+    queue = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(STATES))
+    worker = _nullable_string()
+    attempts = fields.Integer(allow_none=True)
+    runtime = fields.Float(allow_none=True, metadata={"description": "seconds"})
+    started_at = Timestamp(allow_none=True)
+    finished_at = Timestamp(allow_none=True)
+    error = fields.Nested(TaskErrorSchema, allow_none=True)
+
+
+class WorkflowSchema(WorkflowSummarySchema):
+    members = fields.List(
+        fields.Nested(WorkflowMemberSchema),
+        required=True,
+        metadata={"description": "a chain's steps in order; a group's or chord's members"},
+    )
+    callback = fields.Nested(
+        WorkflowMemberSchema, allow_none=True, metadata={"description": "a chord's callback"}
     )
 
 
@@ -388,10 +452,14 @@ class ScheduleSchema(Schema):
     name = fields.String(required=True)
     task = fields.String(required=True)
     when = fields.String(required=True)
+    tz = fields.String(required=True, metadata={"description": "IANA time zone of its cron"})
     queue = fields.String(required=True)
     paused = fields.Boolean(required=True)
     last_fire = Timestamp(allow_none=True)
     next_fire = Timestamp(allow_none=True)
+    next_fire_local = fields.String(
+        allow_none=True, metadata={"description": "next fire in its zone, with the UTC offset"}
+    )
     missed = fields.String()
 
 

@@ -97,10 +97,10 @@ def start_export(body: dict[str, Any]) -> Any:
 def export_status(export_id: str) -> Any:
     """``phase`` waiting (with the queue's backlog), running (with ``progress``), done
     (``file_url``) or failed (``error``). Exports are deleted after a while (404)."""
+    job = _job(export_id)  # before the row: a job that ends after the row was read says done
     export = db.session.get(ReportExport, export_id)
     if export is None:
         raise NotFound("No such export (exports are deleted after a while).")
-    job = _job(export_id)
     if export.status == DONE:
         job["phase"] = "done"
     elif export.status == FAILED:

@@ -8,11 +8,12 @@ from typing import Any
 from flask import abort, flash, render_template, request
 
 from taskcore import READY_STATES, ConfigurationError, State
+from taskcore.workflow_history import KINDS
 
 from ..api.exposed import EXPOSED
 from ..auth.access import requires
 from . import console, ops, queue_name, task_app
-from .present import recorded_call, window
+from .present import chain_position, clipped, membership, recorded_call, window
 
 #: Finished states worth a filter on /tasks, and every other state.
 STATES = [s.value for s in State]
@@ -102,7 +103,49 @@ def task_detail(task_id: str) -> Any:
         ready=status.state in READY_STATES or (run is not None and status.state == State.PENDING),
         unknown=run is None and status.state == State.PENDING and not status.extra,
         rerun=recorded_call(status.extra.get("args") or (run or {}).get("args")),
+        part_of=_part_of(
+            task_id, (run or {}).get("workflow_id") or status.extra.get("workflow_id")
+        ),
     )
+
+
+def _part_of(task_id: str, workflow_id: Any) -> dict[str, Any] | None:
+    """The workflow ``task_id`` belongs to, as its page's "Part of" line shows it."""
+    if not isinstance(workflow_id, str) or not workflow_id:
+        return None
+    return membership(workflow_id, ops().workflow(workflow_id), task_id)
+
+
+@console.get("/workflows")
+@requires("viewer")
+def workflows() -> Any:
+    """Chains, groups and chords, newest first, each with its state and progress."""
+    kind = request.args.get("kind", "").strip() or None
+    if kind is not None and kind not in KINDS:
+        flash(f"Unknown kind {clipped(kind)!r}: showing every kind.", "warning")
+        kind = None
+    try:
+        page = ops().workflows(kind=kind, limit=50, after=request.args.get("after") or None)
+    except ConfigurationError as exc:  # a cursor that was edited by hand
+        flash(f"{exc}; showing the first page.", "warning")
+        page = ops().workflows(kind=kind, limit=50)
+    return render_template("console/workflows.html", page=page, kind=kind, kinds=KINDS)
+
+
+@console.get("/workflows/<workflow_id>")
+@requires("viewer")
+def workflow_detail(workflow_id: str) -> Any:
+    """One workflow: its members in order with their states, a chord's callback."""
+    found = ops().workflow(workflow_id)
+    if found is None:
+        abort(
+            404,
+            description=(
+                f"No workflow {clipped(workflow_id)!r} in the history: chains, groups and "
+                "chords appear here once the history recorder has written them."
+            ),
+        )
+    return render_template("console/workflow.html", workflow=found, position=chain_position(found))
 
 
 @console.get("/queues")

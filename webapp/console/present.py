@@ -72,3 +72,39 @@ def recorded_call(summary: Any) -> dict[str, Any] | None:
     except ValueError:
         return None
     return call if isinstance(call, dict) and {"args", "kwargs"} <= call.keys() else None
+
+
+def clipped(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis) for a message that echoes it."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: Member states that stop a chain.
+_STOPPED = {"FAILURE", "DEAD", "REVOKED"}
+
+
+def chain_position(workflow: dict[str, Any]) -> str | None:
+    """Where a chain is (``step 2 of 3``, ``stopped at step 2 of 3``); None if not a chain."""
+    if workflow["kind"] != "chain":
+        return None
+    states = [m["state"] for m in workflow["members"]]
+    steps = len(states)
+    stopped = next((i for i, s in enumerate(states, 1) if s in _STOPPED), None)
+    if stopped is not None:
+        return f"stopped at step {stopped} of {steps}"
+    current = next((i for i, s in enumerate(states, 1) if s != "SUCCESS"), None)
+    return f"step {current} of {steps}" if current else f"all {steps} steps done"
+
+
+def membership(workflow_id: str, workflow: dict[str, Any] | None, task_id: str) -> dict[str, Any]:
+    """How ``task_id`` belongs to its workflow: ``{"id", "kind", "step", "steps",
+    "callback"}`` (kind None while the history has not recorded the workflow)."""
+    members = [m["id"] for m in workflow["members"]] if workflow else []
+    callback = (workflow or {}).get("callback") or {}
+    return {
+        "id": workflow_id,
+        "kind": workflow["kind"] if workflow else None,
+        "step": members.index(task_id) + 1 if task_id in members else None,
+        "steps": len(members),
+        "callback": callback.get("id") == task_id,
+    }

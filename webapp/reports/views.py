@@ -184,10 +184,10 @@ def _start_search(filters: dict[str, Any]) -> Response:
 @requires("viewer")
 def export_detail(export_id: str) -> Any:
     """One export: spinner and backlog while it waits, progress, then the download."""
+    job = actions.job_state(export_id)  # before the row (see the aggregates page)
     export = db.session.get(ReportExport, export_id)
     if export is None:
         abort(404, description="No such export (exports are deleted after a while).")
-    job = actions.job_state(export_id)
     if export.status == DONE:
         job["phase"] = "done"
     elif export.status == FAILED:
@@ -229,9 +229,11 @@ def aggregates_page() -> Any:
     except FilterError as exc:
         return _index(values, exc.errors, 400)
     app = task_app()
-    cached = read_json(app, aggregates_key(app, filters))
+    # The job's state first: a job that finished after the cache was read would show
+    # "not computed yet" (the task fills the cache before it succeeds).
     job_id = app.redis.get(aggregates_job_key(app, filters))
     job = actions.job_state(job_id.decode()) if job_id else None
+    cached = read_json(app, aggregates_key(app, filters))
     busy = job is not None and job["phase"] in ("waiting", "running")
     return render_template(
         "reports/aggregates.html",
