@@ -110,6 +110,7 @@ class WorkerProcess:
     """A `taskcore worker` started as a real subprocess."""
 
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.args = args
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -146,10 +147,33 @@ class WorkerProcess:
         self._log.close()
 
 
+# The subprocesses a test started, so that a failed test's report shows their output.
+STARTED = pytest.StashKey[list[WorkerProcess]]()
+LOG_TAIL_LINES = 150
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Add the last lines of each worker's or command's output to a failed test's report."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    for process in item.stash.get(STARTED, []):
+        lines = process.output.splitlines()[-LOG_TAIL_LINES:]
+        report.sections.append((f"output of taskcore {' '.join(process.args)}", "\n".join(lines)))
+
+
+def _started(request: pytest.FixtureRequest) -> list[WorkerProcess]:
+    return request.node.stash.setdefault(STARTED, [])
+
+
 @pytest.fixture
-def start_worker(task_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+def start_worker(
+    task_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Any]:
     """Start `taskcore worker -A tests.apps.<module>:app ...`; returns once it consumes."""
-    started: list[WorkerProcess] = []
+    started = _started(request)
 
     def start(
         module: str, *options: str, wait: bool = True, env: dict[str, str] | None = None
@@ -185,9 +209,11 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def start_command(task_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+def start_command(
+    task_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Any]:
     """Start any `taskcore` subcommand as a subprocess, with this test's environment."""
-    started: list[WorkerProcess] = []
+    started = _started(request)
 
     def start(*args: str, env: dict[str, str] | None = None) -> WorkerProcess:
         log_path = tmp_path / f"command-{len(started)}.log"
