@@ -92,6 +92,9 @@ class TaskContext:
     ) -> None:
         """Record progress (state PROGRESS); returns at once and writes in the background.
 
+        Reports made faster than Redis takes them are merged (the latest is written), and
+        the last one is written before the task's final state, never after it.
+
         ``meta`` (JSON values, e.g. Celery's ``update_state`` meta) is stored with it.
         """
         progress: dict[str, Any] = {"current": current, "total": total, "message": message}

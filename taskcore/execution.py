@@ -72,9 +72,14 @@ class ActiveTask:
         #: Set when the handler settled the message for the task (hard limit, terminate):
         #: whatever the task's body returns or raises afterwards is ignored.
         self.taken_over = False
-        #: Set once the body returned or raised: a STARTED report not yet made is skipped,
-        #: so it can never land after (and overwrite) the final state.
+        #: Set (by ``_end_reports``) before the final state is written: a STARTED or
+        #: PROGRESS report not yet made is skipped, so none lands after the final state.
         self.finished = False
+        #: The last progress the task reported and its number (set in the task's thread,
+        #: progress first); ``progress_written`` is the number last written to Redis.
+        self.progress: dict[str, Any] | None = None
+        self.progress_reported = 0
+        self.progress_written = 0
         #: STARTED was reported (by its timer or before the first progress report).
         self.started_reported = False
         #: Orders this task's STARTED and PROGRESS reports.
@@ -270,7 +275,10 @@ class MessageHandler:
         try:
             try:
                 with tracing.running(call.task, call.id, call.headers):
-                    result = await self._call(running, call)
+                    try:
+                        result = await self._call(running, call)
+                    finally:
+                        await self._end_reports(running, call)
                 if not options.ignore_result:
                     _check_result(call.task, result, self.app.settings.max_result_bytes)
             except Exception as exc:
@@ -305,16 +313,31 @@ class MessageHandler:
                 running.started_reported = True
                 await self.states.report_call(call, State.STARTED, **details)
 
-    async def _report_progress(
-        self, running: ActiveTask | None, call: TaskMessage, progress: dict[str, Any]
-    ) -> None:
-        if running is None:  # ended since: its final state is written, or on its way
-            return
+    async def _report_progress(self, running: ActiveTask, call: TaskMessage) -> None:
         async with running.reporting:
-            if not running.started_reported:  # STARTED first, so that its time is kept
-                running.started_reported = True
-                await self.states.report_call(call, State.STARTED, **running.details)
-            await self.states.report_call(call, State.PROGRESS, progress=progress)
+            if not running.finished:  # else _end_reports wrote it, before the final state
+                await self._write_progress(running, call)
+
+    async def _write_progress(self, running: ActiveTask, call: TaskMessage) -> None:
+        # Under running.reporting. Writes the latest progress once, however many reports
+        # were made since the last write.
+        number = running.progress_reported
+        if number == running.progress_written:
+            return
+        if not running.started_reported:  # STARTED first, so that its time is kept
+            running.started_reported = True
+            await self.states.report_call(call, State.STARTED, **running.details)
+        await self.states.report_call(call, State.PROGRESS, progress=running.progress)
+        running.progress_written = number
+
+    async def _end_reports(self, running: ActiveTask, call: TaskMessage) -> None:
+        """Before the final state: finish a STARTED or PROGRESS write under way, write
+        the progress reported last if it was not, and make later reports no-ops (Redis
+        keeps the last write, so a late PROGRESS would hide the final state)."""
+        async with running.reporting:
+            if not running.finished:
+                running.finished = True
+                await self._write_progress(running, call)
 
     async def _settle_error(
         self, message: ReceivedMessage, call: TaskMessage, task: Task, exc: Exception
@@ -354,7 +377,6 @@ class MessageHandler:
             current.taskcore_in_thread = True  # type: ignore[union-attr]
             return await asyncio.get_running_loop().run_in_executor(self.executor, function)
         finally:
-            running.finished = True
             reset_current(token)
 
     def _arm_time_limits(
@@ -404,6 +426,7 @@ class MessageHandler:
     ) -> None:
         running.taken_over = True
         call = decode(message, running.context.queue)
+        await self._end_reports(running, call)
         if isinstance(error, TaskRevoked):
             await self.states.report_call(call, State.REVOKED)
             await settle(message, "ack")
@@ -434,8 +457,15 @@ class MessageHandler:
     def _progress_from_any_thread(
         self, loop: asyncio.AbstractEventLoop, call: TaskMessage, progress: dict[str, Any]
     ) -> None:
+        # Runs in the task's thread (or, for an async task, in the loop).
+        running = self.active.get(call.id)
+        if running is None:
+            return
+        running.progress = progress
+        running.progress_reported += 1  # after the value: a reader seeing it sees the value
+
         def schedule() -> None:
-            self._spawn(self._report_progress(self.active.get(call.id), call, progress))
+            self._spawn(self._report_progress(running, call))
 
         loop.call_soon_threadsafe(schedule)
 

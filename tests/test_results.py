@@ -240,3 +240,20 @@ def test_progress_reported_at_once_is_not_overwritten_by_started(
     assert handle.progress == {"current": 1, "total": 2, "message": "step 1"}
     assert handle.get(timeout=10) == "done"
     assert handle.info.extra["started_at"] <= handle.info.extra["progress_at"]
+
+
+@pytest.mark.parametrize("name", ["progress_to_the_end", "progress_to_the_end_async"])
+def test_progress_reported_just_before_returning_never_hides_the_final_state(
+    app_from, start_worker, name: str
+) -> None:
+    # Progress is written in the background: a report made just before the task returned
+    # must land before its SUCCESS, never after it (the state would go back to PROGRESS).
+    app = app_from("features")
+    start_worker("features", "-Q", "feat")
+    task = app.tasks[F + name]
+    handles = [task.delay(3) for _ in range(150)]
+    assert [h.get(timeout=30) for h in handles] == [3] * 150
+    time.sleep(0.3)  # a late PROGRESS write would have landed by now
+    infos = [h.info for h in handles]
+    assert {i.state for i in infos} == {State.SUCCESS}
+    assert all(i.progress == {"current": 3, "total": 3, "message": "rows"} for i in infos)

@@ -50,6 +50,21 @@ def steps(n: int) -> str:
 
 
 @app.task(queue="feat")
+def progress_to_the_end(n: int) -> int:
+    """Reports progress as fast as it can, the last report just before it returns."""
+    for i in range(1, n + 1):
+        current_task.progress(i, n, "rows")
+    return n
+
+
+@app.task(queue="feat")
+async def progress_to_the_end_async(n: int) -> int:
+    for i in range(1, n + 1):
+        current_task.progress(i, n, "rows")
+    return n
+
+
+@app.task(queue="feat")
 async def long_async(seconds: float) -> str:
     record("start", id=current_task.id)
     await asyncio.sleep(seconds)
