@@ -148,27 +148,22 @@ class Outcomes:
             message, **{H_RETRIES: call.retries + 1, H_ETA: to_ms(time.time() + delay)}
         )
 
-        async def recorded() -> None:
-            log.warning(
-                "task %s[%s] retry %d/%d in %.2fs: %r",
-                call.task,
-                call.id,
-                call.retries + 1,
-                limit,
-                delay,
-                error,
-            )
-            await self.states.report_call(
-                call, State.RETRY, error=error_fields(error), retry_in=round(delay, 3)
-            )
-
-        await forward(
-            self.client,
-            message,
-            self.topology.address(call.queue, delay),
-            headers,
-            before_ack=recorded,
+        log.warning(
+            "task %s[%s] retry %d/%d in %.2fs: %r",
+            call.task,
+            call.id,
+            call.retries + 1,
+            limit,
+            delay,
+            error,
         )
+        # RETRY before the copy is sent: once sent, the next attempt may run (and record
+        # SUCCESS) before a RETRY recorded after the confirm, which would then stick. If
+        # the copy is refused, the original is requeued: it runs again all the same.
+        await self.states.report_call(
+            call, State.RETRY, error=error_fields(error), retry_in=round(delay, 3)
+        )
+        await forward(self.client, message, self.topology.address(call.queue, delay), headers)
 
     async def dead(
         self, message: ReceivedMessage, queue: str, reason: str, error: BaseException

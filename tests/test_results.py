@@ -257,3 +257,17 @@ def test_progress_reported_just_before_returning_never_hides_the_final_state(
     infos = [h.info for h in handles]
     assert {i.state for i in infos} == {State.SUCCESS}
     assert all(i.progress == {"current": 3, "total": 3, "message": "rows"} for i in infos)
+
+
+def test_a_retry_that_runs_at_once_ends_in_success_not_retry(app_from, start_worker) -> None:
+    # RETRY is recorded before the next attempt is sent: recorded after, it could land
+    # after that attempt's SUCCESS and stay (the next attempt may run in another process
+    # while this one waits for a core; the drills saw it under load, an idle run rarely).
+    app = app_from("features")
+    start_worker("features", "-Q", "feat", "--processes", "2")
+    handles = [app.tasks[F + "retry_at_once"].delay() for _ in range(200)]
+    assert [h.get(timeout=30) for h in handles] == ["second"] * 200
+    time.sleep(0.3)  # a late RETRY write would have landed by now
+    infos = [h.info for h in handles]
+    assert {i.state for i in infos} == {State.SUCCESS}
+    assert {i.attempts for i in infos} == {2}

@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from taskcore import SoftTimeLimitExceeded, TaskApp, current_task
+from taskcore import Retry, SoftTimeLimitExceeded, TaskApp, current_task
 
 app = TaskApp("features", queues={"prio": {"max_priority": 9}})
 PREFIX = os.environ.get("TEST_KEY_PREFIX", "taskcore-test:unset:")
@@ -62,6 +62,14 @@ async def progress_to_the_end_async(n: int) -> int:
     for i in range(1, n + 1):
         current_task.progress(i, n, "rows")
     return n
+
+
+@app.task(queue="feat", max_retries=1)
+def retry_at_once() -> str:
+    """Asks for a retry with no wait on its first attempt; returns on its second."""
+    if current_task.retries == 0:
+        raise Retry(countdown=0)
+    return "second"
 
 
 @app.task(queue="feat")
