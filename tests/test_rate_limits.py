@@ -68,7 +68,10 @@ def test_two_processes_share_one_limit(app_from, start_worker, rdb, redis_prefix
     start_worker("limited", "-Q", "limited", "--processes", "2", "--concurrency", "8")
     starts = [e["at"] for e in wait_events(rdb, redis_prefix, "start", 200, timeout=30)]
     assert sorted(e["i"] for e in wait_events(rdb, redis_prefix, "start", 200)) == list(range(200))
-    assert max_in_window(starts) <= 20 + 1  # the limit plus the bucket size (1)
+    # The limit plus the bucket size (1) in any second of tokens. A start is stamped by the
+    # task, up to ~0.1 s after its token under load (a thread to start): the stamps in any
+    # 0.9 s came from the tokens of at most 1 s.
+    assert max_in_window(starts, window=0.9) <= 20 + 1
     assert max(starts) - min(starts) > 9.0  # 200 at 20/s cannot take less than ~10 s
 
 
