@@ -314,6 +314,38 @@ def test_a_redrive_waits_while_the_dead_task_still_holds_its_key(
     assert sms.state == "queued" and sms.task_id not in (None, "dying")
 
 
+def test_in_process_an_order_sends_at_once_and_a_failing_sms_uses_its_retries(
+    console_app: Flask, engine: sa.Engine, taskcore_in_process: Any
+) -> None:
+    """The order page's sends run in-process (taskcore.testing): no worker, no broker,
+    and the failing SMS's three backoffs (60 s, 120 s, 240 s by default) are not waited."""
+    from webapp.orders.tasks import RETRY_BASE, send_email, send_sms
+
+    operator = signed_in(console_app, "olivia")
+    page = "/orders/notifications"
+    post_form(operator, page, f"{page}/failing", {"channel": "sms", "on": "1"})
+    calls = taskcore_in_process(console_app.extensions["taskcore"])
+    created = post_form(signed_in(console_app, "victor"), "/orders", "/orders", GOOD_ORDER)
+    assert created.status_code == 302
+
+    sms_call, email_call = calls
+    assert (email_call.task, email_call.state, email_call.result) == (
+        send_email.name,
+        "SUCCESS",
+        "sent",
+    )
+    assert sms_call.task == send_sms.name
+    assert [a.state for a in sms_call.attempts] == ["RETRY", "RETRY", "RETRY", "FAILURE"]
+    assert [a.retry_in for a in sms_call.attempts[:3]] == [RETRY_BASE * 2**n for n in range(3)]
+    assert sms_call.reason == "max-retries-exceeded"
+    assert sms_call.error["message"] == "the failing sms sender is switched on (a drill)"
+    sms, email = notifications(engine)
+    assert (sms.channel, sms.state, sms.attempts) == ("sms", "dead", 4)
+    assert (email.channel, email.state, email.attempts) == ("email", "sent", 1)
+    assert [a.outcome for a in attempts_of(engine, sms.id)] == ["retrying"] * 3 + ["dead"]
+    assert [m.channel for m in outbox(engine)] == ["email"]
+
+
 # -- with a worker ----------------------------------------------------------------
 
 

@@ -190,6 +190,44 @@ def stored_statistics(app: Flask, quiz_id: int) -> QuizStatistics | None:
         return row
 
 
+# -- the flow in-process (taskcore.testing: no worker, nothing sent to RabbitMQ) -----------
+
+
+def test_in_process_the_submission_is_graded_before_the_view_answers(
+    quiz_app: Flask, taskcore_in_process: Any, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)  # the tasks' own engine
+    task_app = quiz_app.extensions["taskcore"]
+    calls = taskcore_in_process(task_app)
+    client = signed_in(quiz_app, "ada")
+    questions = questions_of(quiz_app, "python-basics")
+    form = open_form(client, "python-basics")
+    response = client.post(
+        "/quizzes/python-basics", data={**form, **answers_form(questions, PYTHON_ANSWERS)}
+    )
+    submission_id = submission_id_of(response)
+
+    status = client.get(f"/quizzes/submissions/{submission_id}/status").get_json()
+    assert (status["state"], status["score"], status["total"]) == ("graded", 3, 5)
+    # The grading ran, then the statistics it asked for (their window's wait skipped).
+    grading, stats_run = calls
+    assert (grading.task, grading.state) == (tasks.grade_submission.name, State.SUCCESS)
+    assert (stats_run.task, stats_run.state) == (tasks.compute_statistics.name, State.SUCCESS)
+    assert grading.result == {
+        "submission": submission_id,
+        "outcome": "graded",
+        "score": 3,
+        "total": 5,
+    }
+    assert 0 <= stats_run.delay <= tasks.STATS_WINDOW
+    row = submission(quiz_app, submission_id)
+    assert (row.task_id, row.times_queued, row.grading_runs) == (grading.id, 1, 1)
+    assert task_app.result(row.task_id).get(timeout=0) == grading.result
+    stats = stored_statistics(quiz_app, row.quiz_id)
+    assert stats is not None and stats.data["graded"] == 1
+    assert stats.data["average_score"] == 60.0
+
+
 # -- the flow with a real worker -----------------------------------------------------------
 
 
