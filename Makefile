@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install services browser prometheus schema test lint run bench drills clean
+.PHONY: install services browser prometheus schema test lint run bench drills clean sentinel-up sentinel-down
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ bench: install services
 # reconcile every task. Minutes; `python -m scripts.drills --short` runs the suite's sizes.
 drills: install services
 	$(BIN)/python -m scripts.drills
+
+# A Redis master, a replica and three sentinels on this machine (ports 26400-26412), for
+# trying TASKCORE_REDIS_URL=sentinel://...; `up` prints the settings to export.
+sentinel-up: install
+	$(BIN)/python -m scripts.redis_sentinel up
+
+sentinel-down:
+	$(BIN)/python -m scripts.redis_sentinel down
 
 run: install services
 	bash scripts/run_dev.sh
