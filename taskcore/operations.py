@@ -36,6 +36,7 @@ from .errors import BrokerUnavailable, ConfigurationError, QueueNotFound, Taskco
 from .message import H_IDEMPOTENCY_KEY, H_QUEUE, H_RETRIES, new_task_id
 from .outcomes import forward
 from .ratelimit import decode_override, encode_override, parse_rate
+from .redis_clients import sync_client
 from .states import READY_STATES, State
 from .topology import dead_queue
 
@@ -553,9 +554,7 @@ class Operations:
             return settings.safe_broker_url
 
         def redis_ping() -> str:
-            client = redis.Redis.from_url(
-                settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
-            )
+            client = sync_client(settings, timeout=timeout)
             try:
                 client.ping()
             finally:

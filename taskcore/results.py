@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.retry
 
 from .coalesce import Coalescer
 from .errors import ConfigurationError
 from .keys import RedisKeys
+from .redis_clients import retry_policy
 from .states import READY_STATES, State
 
 if TYPE_CHECKING:
@@ -157,6 +159,7 @@ class AsyncResultStore:
         self.enabled = settings.store_results
         self.redis = client
         self._writes: Coalescer[tuple[str, dict[str, str]]] = Coalescer(self._write)
+        self._retry = retry_policy(redis.asyncio.retry.Retry)
 
     async def set_state(self, task_id: str, state: State, **fields: Any) -> None:
         """Record a state change; the writes of one loop iteration share a Redis round trip."""
@@ -175,6 +178,12 @@ class AsyncResultStore:
         for key, mapping in writes:
             commands.append(("HSET", key, *itertools.chain.from_iterable(mapping.items())))
             commands.append(("EXPIRE", key, self.expires))
+        # Retried on a new connection as the client's own commands are (about 10 s):
+        # a restart or a Sentinel failover costs a pause, not the states written
+        # meanwhile. A command may run twice: HSET and EXPIRE do no harm.
+        await self._retry.call_with_retry(lambda: self._send(commands), _no_op)
+
+    async def _send(self, commands: list[tuple[Any, ...]]) -> None:
         # One round trip on one pooled connection. redis-py's Pipeline object
         # costs about 30 us of CPU more per task here, on the worker's hot path.
         pool = self.redis.connection_pool
@@ -206,3 +215,7 @@ class AsyncResultStore:
     async def close(self) -> None:
         """Wait for the writes not yet sent (the client belongs to the worker)."""
         await self._writes.drain()
+
+
+async def _no_op(_error: Exception) -> None:
+    """Nothing to do between tries: a failed send already dropped its connection."""

@@ -37,7 +37,11 @@ class Settings:
     """
 
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    #: One Redis (``redis://``, ``rediss://``, ``unix://``) or, through Sentinel, every
+    #: sentinel ``;``-separated: ``sentinel://h1:26379/0;sentinel://h2:26379/0``.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: The master's name the sentinels monitor (needed with ``sentinel://`` URLs).
+    redis_sentinel_master: str = ""
     #: Prefix of the exchanges and delay queues taskcore declares.
     namespace: str = "taskcore"
     default_queue: str = "default"

@@ -138,7 +138,8 @@ def test_redis_down_fails_closed_and_keeps_the_message(app_from, start_worker, v
     app.tasks[L + "two_per_second"].delay(1)
     dead_redis = {"TASKCORE_REDIS_URL": "redis://127.0.0.1:1/0"}
     worker = start_worker("limited", "-Q", "slow", wait=False, env=dead_redis)
-    worker.wait_for_output("rate limiter unavailable", timeout=20)
+    # Each Redis call is retried for ~10 s first (a restart or failover is a pause).
+    worker.wait_for_output("rate limiter unavailable", timeout=45)
     rows = rabbitmqctl("list_queues", "-p", vhost, "name", "messages", "--formatter", "json", "-q")
     counts = {row["name"]: row["messages"] for row in json.loads(rows)}
     assert sum(n for q, n in counts.items() if not q.endswith(".dead")) >= 1, counts
