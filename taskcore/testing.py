@@ -64,6 +64,8 @@ log = logging.getLogger("taskcore.testing")
 ALLOW_ENV = "TASKCORE_ALLOW_IN_PROCESS"
 #: The worker name that states recorded in-process carry.
 IN_PROCESS_WORKER = "in-process"
+#: Seconds the in-process handler waits for what runs beside it before cancelling it.
+BACKGROUND_WAIT = 10.0
 #: States that end an attempt.
 _ATTEMPT_ENDS = {State.RETRY, State.SUCCESS, State.FAILURE, State.DEAD, State.REVOKED}
 
@@ -402,9 +404,18 @@ async def _handle_all(pending: deque[tuple[_InProcessPublisher, _Delivery]]) -> 
 
 
 async def _others_done() -> None:
+    """Wait for what runs beside the handler (its state reports, hooks); cancel whatever
+    is still running after BACKGROUND_WAIT seconds (an endless task a task started)."""
     current = asyncio.current_task()
-    while others := [task for task in asyncio.all_tasks() if task is not current]:
-        await asyncio.gather(*others, return_exceptions=True)
+    deadline = time.monotonic() + BACKGROUND_WAIT
+    while others := {task for task in asyncio.all_tasks() if task is not current}:
+        _, running = await asyncio.wait(others, timeout=max(0.0, deadline - time.monotonic()))
+        if running:
+            log.warning("cancelling %d task(s) still running in-process: %s", len(running), running)
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running)
+            return
 
 
 # -- a real worker, and waiting for it ------------------------------------------------------

@@ -14,7 +14,17 @@ from typing import Any
 
 import pytest
 
-from taskcore import EncodeError, PayloadTooLarge, State, TaskApp, TaskFailed, chain, chord, group
+from taskcore import (
+    EncodeError,
+    PayloadTooLarge,
+    State,
+    TaskApp,
+    TaskFailed,
+    chain,
+    chord,
+    group,
+    testing,
+)
 from taskcore.message import TaskMessage, new_task_id
 from taskcore.testing import InProcessRefused, join, queue_depths, run_in_process
 
@@ -186,6 +196,17 @@ def test_a_coroutine_may_send_in_process(app: TaskApp) -> None:
 
     with run_in_process(app):
         assert asyncio.run(view()) == 8
+
+
+def test_what_a_task_leaves_running_is_cancelled_not_waited_for_ever(
+    app: TaskApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(testing, "BACKGROUND_WAIT", 0.3)
+    with run_in_process(app):
+        started = time.monotonic()
+        assert tasks.leaves_a_task_running.delay().get(timeout=0) == "done"
+    assert time.monotonic() - started < 3.0
+    assert "cancelling 1 task(s) still running in-process" in caplog.text
 
 
 def test_the_guard_refuses_outside_pytest_and_allows_with_the_variable(namespace: str) -> None:

@@ -83,3 +83,13 @@ def refuse(why: str) -> None:
 def sleep_then_add(seconds: float, a: int, b: int) -> int:
     time.sleep(seconds)
     return a + b
+
+
+@app.task(queue="testing")
+async def leaves_a_task_running() -> str:
+    async def forever() -> None:
+        while True:
+            await asyncio.sleep(1)
+
+    asyncio.ensure_future(forever())  # noqa: RUF006 - left running on purpose
+    return "done"
