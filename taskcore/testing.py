@@ -599,10 +599,11 @@ def join(app: TaskApp, queues: Sequence[str] | str | None = None, timeout: float
     ready in them, none in the delay queues (retries, countdowns), and none held
     unacknowledged by a worker, on two looks in a row.
 
-    Ready counts come from the broker (a passive declare); held messages from the
-    workers themselves (their answer to the "stats" control command counts what each
-    holds, running or waiting for a slot), since AMQP does not tell unacknowledged
-    counts. Raises TimeoutError naming what is left, QueueNotFound for an unknown queue.
+    Ready and consumer counts come from the broker (a passive declare); held messages
+    from the workers themselves (their answer to the "stats" control command counts what
+    each holds, running or waiting for a slot), since AMQP does not tell unacknowledged
+    counts; every consumer of a queue must have answered. Raises TimeoutError naming
+    what is left, QueueNotFound for an unknown queue.
     """
     if isinstance(queues, str):
         queues = [queues]
@@ -619,14 +620,17 @@ async def _join(app: TaskApp, queues: list[str], timeout: float) -> None:
         missing = [name for name in queues if depths[name] is None]
         if missing:
             raise QueueNotFound(f"join: no queue named {', '.join(missing)} on the broker")
-        held: dict[str, int] = dict.fromkeys(queues, 0)
+        held, answered = dict.fromkeys(queues, 0), dict.fromkeys(queues, 0)
         for reply in await broadcast(app, "stats", REPLY_WAIT):
-            for queue, count in (reply["reply"].get("held_by_queue") or {}).items():
-                if queue in held:
-                    held[queue] += count
+            stats = reply["reply"]
+            for name in set(queues) & set(stats.get("queues") or ()):
+                answered[name] += 1
+                held[name] += (stats.get("held_by_queue") or {}).get(name, 0)
         ready = {name: depths[name][0] for name in queues}  # type: ignore[index]
+        # A consumer that did not answer (yet) may hold messages: not drained.
+        silent = {name: depths[name][1] - answered[name] for name in queues}  # type: ignore[index]
         waiting = sum(depth[0] for name in delayed if (depth := depths[name]) is not None)
-        if any(ready.values()) or any(held.values()) or waiting:
+        if any(ready.values()) or any(held.values()) or waiting or max(silent.values()) > 0:
             quiet = 0
         else:
             quiet += 1
@@ -635,6 +639,7 @@ async def _join(app: TaskApp, queues: list[str], timeout: float) -> None:
         if time.monotonic() > deadline:
             busy = [
                 f"{name}: {ready[name]} ready, {held[name]} held unacknowledged by workers"
+                + (f", {silent[name]} consumer(s) not answering" if silent[name] > 0 else "")
                 for name in queues
             ]
             raise TimeoutError(

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aio_pika
 import pytest
 
 from taskcore import (
@@ -328,6 +329,27 @@ def test_join_times_out_naming_the_queue_and_what_is_left(app: TaskApp) -> None:
     assert time.monotonic() - started < 3.0
     with pytest.raises(Exception, match="no queue named nowhere"):
         join(app, ["nowhere"], timeout=0.5)
+
+    # A consumer that is no taskcore worker takes both and never acks: the queue reads
+    # empty, but join cannot know what that consumer holds, so it does not return.
+    async def consume_without_ack() -> Any:
+        connection = await aio_pika.connect(app.settings.broker_url)
+        channel = await connection.channel()
+        queue = await channel.declare_queue("testing", passive=True)
+
+        async def keep(message: Any) -> None:
+            pass  # neither acked nor rejected
+
+        await queue.consume(keep)
+        return connection
+
+    connection = app.loop.run(consume_without_ack())
+    try:
+        assert queue_depths(app, ["testing"])["testing"] == (0, 1)
+        with pytest.raises(TimeoutError, match=r"testing: 0 ready.*1 consumer\(s\) not answering"):
+            join(app, ["testing"], timeout=0.5)
+    finally:
+        app.loop.run(connection.close())
 
 
 # -- the pytest plugin ----------------------------------------------------------------------
