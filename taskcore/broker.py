@@ -23,7 +23,7 @@ from pamqp.commands import Basic
 
 from .errors import BrokerUnavailable, PublishError
 from .message import H_RESENT, Envelope
-from .settings import Settings
+from .settings import Settings, redact_url
 from .topology import Topology
 
 log = logging.getLogger(__name__)
@@ -34,19 +34,49 @@ TIMEOUT_BATCH = 10_000
 CONNECTION_ERRORS = (AMQPConnectionError, ChannelInvalidStateError, ConnectionError, OSError)
 
 
+#: Per TASKCORE_BROKER_URL, the index of the node that answered last: connections
+#: start there, so that a process's connections stay on one node while it answers.
+_answered_last: dict[str, int] = {}
+
+
 async def connect(settings: Settings) -> AbstractConnection:
     """Open a connection to the broker; BrokerUnavailable says where and why if it cannot.
 
     Every part of taskcore connects through here: workers, publishers, the
-    recorder, remote control and the operations API.
+    recorder, remote control and the operations API. With several URLs (a
+    cluster's nodes, ``;``-separated) it tries the one that answered last first,
+    then the others in order, each for up to ``connect_timeout``.
     """
-    try:
-        return await aio_pika.connect(settings.broker_url, timeout=settings.connect_timeout)
-    except (TimeoutError, *CONNECTION_ERRORS) as exc:
-        raise BrokerUnavailable(
-            f"cannot reach the broker at {settings.safe_broker_url}: {_describe(exc)}. "
-            "Is RabbitMQ running? (TASKCORE_BROKER_URL)"
-        ) from exc
+    urls = broker_urls(settings.broker_url)
+    first = _answered_last.get(settings.broker_url, 0) % len(urls)
+    failures = []
+    for index in [*range(first, len(urls)), *range(first)]:
+        try:
+            connection = await aio_pika.connect(urls[index], timeout=settings.connect_timeout)
+        except (TimeoutError, *CONNECTION_ERRORS) as exc:
+            failures.append(f"{redact_url(urls[index])}: {_describe(exc)}")
+            continue
+        if index != first:
+            log.warning("connected to the broker at %s instead", redact_url(urls[index]))
+        _answered_last[settings.broker_url] = index
+        return connection
+    where = failures[0] if len(failures) == 1 else "; ".join(failures)
+    raise BrokerUnavailable(
+        f"cannot reach the broker at {where}. Is RabbitMQ running? (TASKCORE_BROKER_URL)"
+    )
+
+
+def broker_urls(setting: str) -> list[str]:
+    """The URLs of a TASKCORE_BROKER_URL: one, or a cluster's nodes separated by ``;``."""
+    urls = [url.strip() for url in setting.split(";") if url.strip()]
+    if not urls:
+        raise BrokerUnavailable("TASKCORE_BROKER_URL is empty: set it to amqp://HOST:5672/")
+    return urls
+
+
+def connected_to(connection: AbstractConnection) -> str:
+    """The URL (without password) of the node a connection reached, for logs."""
+    return redact_url(str(connection.url))
 
 
 class BrokerClient:

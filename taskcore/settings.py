@@ -16,7 +16,7 @@ ENV_PREFIX = "TASKCORE_"
 #: Celery settings people pass by habit, and what to use here instead.
 CELERY_SETTINGS = {
     "task_always_eager": "there is no eager mode for production: tasks always go through "
-    "the broker (a later taskcore.testing mode will cover unit tests)",
+    "the broker; in tests, taskcore.testing.run_in_process(app) runs them in the caller",
     "task_serializer": "messages are always JSON; pickle is not supported",
     "result_serializer": "results are always JSON; pickle is not supported",
     "accept_content": "workers accept only application/json",
@@ -36,6 +36,8 @@ class Settings:
     (for example ``TASKCORE_BROKER_URL``) or passed to ``TaskApp(...)``.
     """
 
+    #: The broker, or a cluster's nodes separated by ``;`` (a list in code): connections
+    #: go to the node that answered last, else to the next that answers.
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     #: One Redis (``redis://``, ``rediss://``, ``unix://``) or, through Sentinel, every
     #: sentinel ``;``-separated: ``sentinel://h1:26379/0;sentinel://h2:26379/0``.
@@ -80,6 +82,10 @@ class Settings:
     #: dies a leased task is run again.
     lease_seconds: float = 60.0
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.broker_url, str):  # a cluster's nodes as a list, in code
+            object.__setattr__(self, "broker_url", ";".join(self.broker_url))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``TASKCORE_*`` variables; keyword overrides win."""
@@ -102,8 +108,8 @@ class Settings:
 
     @property
     def safe_broker_url(self) -> str:
-        """The broker URL without its password, fit for logs and error messages."""
-        return redact_url(self.broker_url)
+        """The broker URL(s) without passwords, fit for logs and error messages."""
+        return ";".join(redact_url(url.strip()) for url in self.broker_url.split(";"))
 
 
 def redact_url(url: str) -> str:

@@ -26,7 +26,7 @@ from aiormq.abc import DeliveredMessage
 
 from . import delays
 from .aio import wait_any
-from .broker import CONNECTION_ERRORS, BrokerClient, connect
+from .broker import CONNECTION_ERRORS, BrokerClient, connect, connected_to
 from .control import OutcomeCounts, WorkerControl, WorkerSnapshot
 from .delivery import Acker, Delivery
 from .errors import ConfigurationError, PublishError, WorkerStartFailed
@@ -291,7 +291,7 @@ class Worker:
             "worker %s consuming %s from %s with concurrency %d",
             self.hostname,
             ", ".join(self.queues),
-            settings.safe_broker_url,
+            connected_to(connection),
             self.concurrency,
         )
 
