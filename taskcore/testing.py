@@ -525,8 +525,8 @@ def start_worker(
     Redis and namespace; return once it consumes every queue.
 
     ``app`` is a TaskApp (its module is looked up) or ``"package.module:app"``. The worker
-    gets this environment, ``env``, the app's ``broker_url``, ``redis_url`` and
-    ``namespace``, and this process's ``sys.path``. Stop it with ``stop()``.
+    gets this environment, ``env``, the app's ``broker_url``, ``redis_url`` (and Sentinel
+    master) and ``namespace``, and this process's ``sys.path``. Stop it with ``stop()``.
     """
     spec, app = (app, load_app(app)) if isinstance(app, str) else (app_spec(app), app)
     if isinstance(queues, str):
@@ -544,6 +544,7 @@ def start_worker(
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in path if p)),
         "TASKCORE_BROKER_URL": app.settings.broker_url,
         "TASKCORE_REDIS_URL": app.settings.redis_url,
+        "TASKCORE_REDIS_SENTINEL_MASTER": app.settings.redis_sentinel_master,
         "TASKCORE_NAMESPACE": app.settings.namespace,
         **(env or {}),
     }
