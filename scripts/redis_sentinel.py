@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -106,13 +107,17 @@ class SentinelGroup:
             time.sleep(0.2)
 
     def ready(self) -> bool:
-        """Every sentinel sees the master up, one replica and the two other sentinels."""
+        """Every sentinel sees the master up, the two other sentinels, and a replica up
+        and in sync with the master (one a failover could promote)."""
         try:
             for port in self.sentinel_ports:
-                state = self._sentinel(port).sentinel_master(self.name)
-                if state.get("num-slaves", 0) < 1 or state.get("num-other-sentinels", 0) < 2:
+                sentinel = self._sentinel(port)
+                state = sentinel.sentinel_master(self.name)
+                if state.get("num-other-sentinels", 0) < 2:
                     return False
                 if state.get("is_odown") or state.get("is_sdown"):
+                    return False
+                if not any(_promotable(r) for r in sentinel.sentinel_slaves(self.name)):
                     return False
             return True
         except redis.RedisError:
@@ -130,6 +135,17 @@ class SentinelGroup:
         pidfile = self.dir / f"redis-{port}.pid"
         os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
         pidfile.unlink()
+
+    def revive(self, port: int, timeout: float = 30) -> None:
+        """Start the killed data server on ``port`` again, as a replica of today's master,
+        and wait until the sentinels count it (a later failover needs a replica)."""
+        master = self.master_port()
+        self._launch(f"redis-{port}", self._data_config(port, replica_of=master))
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                raise ServiceError(f"the sentinels did not see {port} back within {timeout:.0f} s")
+            time.sleep(0.2)
 
     def failover(self, timeout: float = 30) -> int:
         """Ask the sentinels to promote the replica now; returns the new master's port."""
@@ -193,6 +209,14 @@ class SentinelGroup:
     @staticmethod
     def _sentinel(port: int) -> redis.Redis:
         return redis.Redis(port=port, socket_connect_timeout=1, socket_timeout=1)
+
+
+def _promotable(replica: dict[str, Any]) -> bool:
+    return (
+        not replica.get("is_sdown")
+        and not replica.get("is_disconnected")
+        and replica.get("master-link-status") == "ok"
+    )
 
 
 def default_group() -> SentinelGroup:

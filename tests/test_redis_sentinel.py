@@ -14,6 +14,9 @@ from scripts.redis_sentinel import SentinelGroup
 from taskcore import ConfigurationError, Settings, State
 from taskcore.redis_clients import sentinel_address, sync_client
 
+from .test_rate_limits import max_in_window
+from .worker_log import wait_events
+
 F = "tests.apps.features."
 
 
@@ -99,3 +102,19 @@ def test_a_killed_master_costs_seconds_not_tasks(
     assert sentinels.master_port() == new_master
     # 1 s to call the master down, then the vote: well under the retries' ~5 s.
     assert promoted_in < 10, promoted_in
+    sentinels.revive(old_master)  # as a replica: the group can fail over again
+
+
+def test_a_rate_limit_holds_across_a_failover(
+    app_from: Any, start_worker: Any, sentinels: SentinelGroup, rdb: Any, redis_prefix: str
+) -> None:
+    app = app_from("limited")
+    app.tasks["tests.apps.limited.twenty_per_second"].map(range(120))  # 6 s at 20/s
+    start_worker("limited", "-Q", "limited", "--processes", "2")
+    wait_events(rdb, redis_prefix, "start", 40, timeout=20)
+    sentinels.failover()  # the reservations (one key per limit) move to the new master
+    starts = [e["at"] for e in wait_events(rdb, redis_prefix, "start", 120, timeout=30)]
+    assert sorted(e["i"] for e in wait_events(rdb, redis_prefix, "start", 120)) == list(range(120))
+    # As without a failover (tests/test_rate_limits.py): at most the limit plus the
+    # bucket (1) in any second of tokens; a start's stamp lags its token by < 0.1 s.
+    assert max_in_window(starts, window=0.9) <= 20 + 1
