@@ -209,6 +209,17 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def history_engine(database_url: str) -> Iterator[Any]:
+    """An engine on this test's schema, with taskcore's history tables in it."""
+    from taskcore.history import create_schema, make_engine
+
+    engine = make_engine(database_url)
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def start_command(
     task_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Any]:

@@ -27,11 +27,8 @@ def event(task_id: str, state: str, ago: float, **fields: Any) -> dict[str, Any]
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    create_schema(engine)
-    yield engine
-    engine.dispose()
+def engine(history_engine: sa.Engine) -> sa.Engine:
+    return history_engine
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from taskcore import TaskApp, TaskFailed, chain, chord, group
 from taskcore.errors import ConfigurationError
-from taskcore.history import create_schema, make_engine, write_events
+from taskcore.history import write_events
 from taskcore.operations import Operations
 from taskcore.workflows import workflow_event
 
@@ -19,11 +19,8 @@ W = "tests.apps.workflows."
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = make_engine(database_url)
-    create_schema(engine)
-    yield engine
-    engine.dispose()
+def engine(history_engine: sa.Engine) -> sa.Engine:
+    return history_engine
 
 
 @pytest.fixture
