@@ -111,6 +111,14 @@ class Leases:
                 self.seconds,
             )
 
+    def hand_over_in(self, message: Delivery) -> float | None:
+        """Seconds from now until ``message`` is due for its hand-over (half the broker's
+        timeout after its delivery, at least 0); None when the broker never times out."""
+        if not self.enabled:
+            return None
+        since = time.monotonic() - message.received_at
+        return max(0.0, self.consumer_timeout / 2 - since)
+
     def lease_for(self, message: Delivery, call: TaskMessage) -> Lease:
         """The lease of a task about to run (handed over only if it runs long enough)."""
         return Lease(self, message, call)
@@ -291,8 +299,7 @@ class Lease:
 
     def due_in(self) -> float:
         """Seconds from now until the hand-over: half the broker's timeout after delivery."""
-        since = time.monotonic() - self.message.received_at
-        return max(0.0, self.leases.consumer_timeout / 2 - since)
+        return self.leases.hand_over_in(self.message) or 0.0
 
     def start(self) -> None:
         """Hand the delivery over and keep the lease renewed until the task ends."""

@@ -413,7 +413,9 @@ class Worker:
             return  # sent round the delay cascade to wait for its rate-limit slot
         if H_LEASE in message.headers and await self.handler.leases.check(message, queue):
             return  # a lease's check copy, settled without waiting for a task slot
-        async with self._slots:
+        if not await self._take_slot(message):
+            return
+        try:
             if self._stop.is_set():  # stopping: do not start anything new
                 await settle(message, "requeue")
                 return
@@ -422,10 +424,32 @@ class Worker:
                 # it out again, so running this copy would run the task twice.
                 return
             await self._handle(message, queue)
+        finally:
+            self._slots.release()
         self.processed += 1
         if self.max_tasks is not None and self.processed == self.max_tasks:
             log.info("worker %s ran %d tasks: recycling", self.hostname, self.max_tasks)
             self._stop.set()
+
+    async def _take_slot(self, message: Delivery) -> bool:
+        """A task slot for ``message``; False if none came before its lease hand-over was
+        due: it is given back to the broker, which would otherwise close the channel over
+        it (behind long tasks), and it comes round again."""
+        due = self.handler.leases.hand_over_in(message)
+        if due is None or not self._slots.locked():
+            await self._slots.acquire()
+            return True
+        try:
+            async with asyncio.timeout(due):
+                await self._slots.acquire()
+        except TimeoutError:
+            waited = time.monotonic() - message.received_at
+            log.info(
+                "message %s waited %.1fs for a task slot: requeued", message.message_id, waited
+            )
+            await settle(message, "requeue")
+            return False
+        return True
 
     async def _wait_for_revocation_list(self) -> None:
         """Consume only once revoked ids are known, so none runs; Redis down: go on, and say so."""

@@ -142,6 +142,24 @@ def test_a_task_three_times_the_timeout_runs_once_under_a_lease(
     assert len(events(rdb, redis_prefix, "start")) == 1
 
 
+def test_a_message_waiting_behind_a_long_task_is_given_back_not_timed_out(
+    queue: str, app_from, start_worker, rdb, redis_prefix
+) -> None:
+    # One slot, two long tasks: the second is prefetched and waits longer than the
+    # broker's timeout for the slot. It goes back to the broker at half the timeout
+    # (and comes round again) instead of costing the channel.
+    app = app_from("long")
+    worker = start_worker("long", "-Q", queue, "-c", "1", env=LEASED)
+    export = app.tasks[EXPORT]
+    first, second = export.delay(7.0, "first"), export.delay(1.0, "second")
+
+    assert first.get(timeout=30) == "first" and second.get(timeout=30) == "second"
+    starts = events(rdb, redis_prefix, "start")
+    assert [s["tag"] for s in starts] == ["first", "second"]  # each ran once
+    assert "waited" in worker.output and "for a task slot: requeued" in worker.output
+    assert "timed out" not in worker.output and "lost the broker" not in worker.output
+
+
 def test_a_sigkilled_worker_s_leased_task_runs_again_after_its_lease_lapses(
     queue: str, node: PrivateRabbit, namespace: str, app_from, start_worker, rdb, redis_prefix
 ) -> None:
