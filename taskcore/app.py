@@ -82,7 +82,7 @@ class TaskApp:
 
     def _use(self, settings: Settings) -> None:
         self.settings = settings
-        self.topology = Topology(settings.namespace, settings.queues)
+        self.topology = Topology(settings.namespace, settings.queues, settings.queue_type)
         #: Every Redis key name this app uses.
         self.keys = RedisKeys(settings.namespace)
         self._publisher = SyncPublisher(settings, self.topology, self.loop)

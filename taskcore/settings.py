@@ -11,6 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import ConfigurationError
 
 ENV_PREFIX = "TASKCORE_"
+#: What ``queue_type`` (TASKCORE_QUEUE_TYPE) may be.
+QUEUE_TYPES = ("classic", "quorum")
 
 
 #: Celery settings people pass by habit, and what to use here instead.
@@ -62,6 +64,10 @@ class Settings:
     routes: Mapping[str, str] = field(default_factory=dict)
     #: Per-queue options: {"high": {"max_priority": 9}, "orders": {"type": "quorum"}}.
     queues: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: ``classic`` or ``quorum``: the type of every queue taskcore declares (work queues
+    #: without a ``type`` in ``queues``, dead-letter queues, the delay cascade, the
+    #: recorder's queues); the workers' exclusive control queues stay classic.
+    queue_type: str = "classic"
     #: Port of the Prometheus endpoint of ``taskcore worker``, ``beat`` and ``recorder``
     #: (their ``--metrics-port``); None: no endpoint, and no metrics code runs.
     metrics_port: int | None = None
@@ -85,6 +91,13 @@ class Settings:
     def __post_init__(self) -> None:
         if not isinstance(self.broker_url, str):  # a cluster's nodes as a list, in code
             object.__setattr__(self, "broker_url", ";".join(self.broker_url))
+        kind = self.queue_type.strip().lower() if isinstance(self.queue_type, str) else None
+        if kind not in QUEUE_TYPES:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}QUEUE_TYPE={self.queue_type!r} is not a queue type: use "
+                "classic (the default) or quorum"
+            )
+        object.__setattr__(self, "queue_type", kind)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -21,6 +21,7 @@ from . import delays
 from .errors import ConfigurationError
 from .message import Envelope, TaskMessage
 from .ratelimit import parse_rate
+from .settings import QUEUE_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -49,38 +50,56 @@ def check_queue_name(name: str) -> str:
 QUEUE_OPTIONS = {"max_priority", "type", "rate_limit"}
 #: Classic queues use RabbitMQ's second storage version (3.10+, the default from 4.0):
 #: it confirms persistent messages about 1.5x as fast as version 1 on this project's
-#: machine (see the README's performance section).
+#: machine (see the README's performance section). Quorum queues refuse the argument.
 CLASSIC_V2 = {"x-queue-version": 2}
+QUORUM = {"x-queue-type": "quorum"}
+#: Dead-lettering that keeps a message in its quorum queue until the queue it goes to
+#: confirmed it (RabbitMQ 3.10+): a delayed message outlives a moment when the next delay
+#: level's queue has no leader (a node of the cluster died). RabbitMQ requires
+#: reject-publish overflow with it; the delay queues have no length limit, so nothing is
+#: rejected. Classic queues dead-letter at most once.
+AT_LEAST_ONCE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 
 
-def queue_arguments(queue: str, options: Mapping[str, Any]) -> dict[str, Any]:
+def type_arguments(kind: str) -> dict[str, Any]:
+    """The arguments that make a queue of type ``kind`` (``classic`` or ``quorum``)."""
+    return dict(QUORUM if kind == "quorum" else CLASSIC_V2)
+
+
+def queue_arguments(
+    queue: str, options: Mapping[str, Any], default_type: str = "classic"
+) -> dict[str, Any]:
     """AMQP arguments for a work queue's options; raise ConfigurationError for bad ones.
 
     ``max_priority`` (1-255; 9 is plenty) makes a classic queue deliver higher
     priorities first. ``type="quorum"`` makes a replicated quorum queue; quorum
-    queues ignore priorities (RabbitMQ < 4.0), so the two do not mix.
+    queues take no ``x-max-priority``, so the two do not mix. A queue without a
+    ``type`` of its own gets ``default_type`` (``TASKCORE_QUEUE_TYPE``).
     """
     unknown = set(options) - QUEUE_OPTIONS
     if unknown:
         raise ConfigurationError(
             f"queue {queue!r}: unknown option(s) {sorted(unknown)}; known: {sorted(QUEUE_OPTIONS)}"
         )
-    arguments: dict[str, Any] = {}
     if "rate_limit" in options:  # applied by workers (see ratelimit.py), not by the broker
         parse_rate(options["rate_limit"])
-    kind = options.get("type", "classic")
-    if kind not in {"classic", "quorum"}:
+    kind = options.get("type", default_type)
+    if kind not in QUEUE_TYPES:
         raise ConfigurationError(f"queue {queue!r}: type must be 'classic' or 'quorum'")
-    if kind == "quorum":
-        arguments["x-queue-type"] = "quorum"
-    else:
-        arguments.update(CLASSIC_V2)
+    arguments = type_arguments(kind)
     if "max_priority" in options:
         priority = options["max_priority"]
-        if kind == "quorum":
-            raise ConfigurationError(f"queue {queue!r}: quorum queues do not support max_priority")
         if not isinstance(priority, int) or not 1 <= priority <= 255:
             raise ConfigurationError(f"queue {queue!r}: max_priority must be an integer 1-255")
+        if kind == "quorum":
+            why = "its type" if "type" in options else "TASKCORE_QUEUE_TYPE=quorum"
+            raise ConfigurationError(
+                f"queue {queue!r}: max_priority needs a classic queue and {why} makes it "
+                "a quorum queue; RabbitMQ refuses x-max-priority on quorum queues (before "
+                "4.0 they have no priorities). Keep this queue classic with "
+                f"queues={{{queue!r}: {{'type': 'classic', 'max_priority': {priority}}}}}, "
+                "or drop max_priority"
+            )
         arguments["x-max-priority"] = priority
     return arguments
 
@@ -94,12 +113,23 @@ class Topology:
     """Exchange and queue names under one namespace, and how to declare them."""
 
     def __init__(
-        self, namespace: str = "taskcore", queues: Mapping[str, Mapping[str, Any]] | None = None
+        self,
+        namespace: str = "taskcore",
+        queues: Mapping[str, Mapping[str, Any]] | None = None,
+        queue_type: str = "classic",
     ) -> None:
+        if queue_type not in QUEUE_TYPES:
+            raise ConfigurationError(
+                f"TASKCORE_QUEUE_TYPE={queue_type!r}: use 'classic' or 'quorum'"
+            )
         self.namespace = namespace
+        #: The type of every queue declared here, but for a work queue with a ``type`` of
+        #: its own and the workers' exclusive control queues (always classic).
+        self.queue_type = queue_type
         self.queue_options = {name: dict(options) for name, options in (queues or {}).items()}
         for name, options in self.queue_options.items():
-            queue_arguments(name, options)  # fail at start-up, not at the first publish
+            # fail at start-up, not at the first publish
+            queue_arguments(name, options, queue_type)
         #: Direct exchange: a task message's routing key is its queue's name.
         self.work_exchange = namespace
         #: Direct exchange for dead letters, routing key ``<queue>.dead``.
@@ -149,12 +179,24 @@ class Topology:
         try:
             await self._declare_base(channel)
         except ChannelPreconditionFailed as exc:
+            queues = f"taskcore delay queues ({self.namespace}.delay.*)"
             raise ConfigurationError(
-                f"taskcore's delay queues ({self.namespace}.delay.*) already exist with other "
-                f"arguments, probably from an older taskcore ({exc}); delete them, e.g. "
+                f"{_other_arguments(queues, exc, 'exist')}; once they are empty (they hold "
+                "delayed tasks), delete them, e.g. "
                 f"rabbitmqctl list_queues name | grep '^{self.namespace}.delay' | "
                 "xargs -n1 rabbitmqctl delete_queue"
             ) from exc
+
+    def delay_arguments(self, level: int, below: str) -> dict[str, Any]:
+        """Delay level ``level``'s queue: its TTL, then dead-lettered to exchange ``below``."""
+        arguments = {
+            "x-message-ttl": int(2**level * delays.UNIT * 1000),
+            "x-dead-letter-exchange": below,
+            **type_arguments(self.queue_type),
+        }
+        if self.queue_type == "quorum":
+            arguments.update(AT_LEAST_ONCE)
+        return arguments
 
     async def _declare_base(self, channel: AbstractChannel) -> None:
         await channel.declare_exchange(
@@ -178,13 +220,7 @@ class Topology:
                 name, aio_pika.ExchangeType.TOPIC, durable=True
             )
             queue = await channel.declare_queue(
-                name,
-                durable=True,
-                arguments={
-                    "x-message-ttl": int(2**level * delays.UNIT * 1000),
-                    "x-dead-letter-exchange": below.name,
-                    **CLASSIC_V2,
-                },
+                name, durable=True, arguments=self.delay_arguments(level, below.name)
             )
             await queue.bind(exchange, delays.level_binding(level, "1"))
             await below.bind(exchange, delays.level_binding(level, "0"))
@@ -203,8 +239,10 @@ class Topology:
         Dead-lettering is done by the broker itself, so drops are counted even while no
         recorder runs, at no cost to workers, which publish events without waiting.
 
-        A recorder queue declared by an older taskcore (no dead-lettering) or with another
-        cap is used as it is, with a warning that says how to count its drops.
+        Both queues are quorum queues with ``TASKCORE_QUEUE_TYPE=quorum`` (which keep the
+        cap and the drop-head dead-lettering, at most once). A recorder queue declared by
+        an older taskcore (no dead-lettering), with another cap or of another type is used
+        as it is, with a warning that says how to count its drops.
         """
         await self.declare_recorder_dropped_queue(channel)
         arguments = {
@@ -212,7 +250,7 @@ class Topology:
             "x-overflow": "drop-head",
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": self.recorder_dropped_queue,
-            **CLASSIC_V2,
+            **type_arguments(self.queue_type),
         }
         try:
             queue = await channel.declare_queue(
@@ -222,13 +260,12 @@ class Topology:
             await channel.reopen()  # the failed declaration closed it
             queue = await channel.declare_queue(self.recorder_queue, passive=True)
             log.warning(
-                "%s exists with other arguments (%s), probably from an older taskcore: using "
-                "it as it is; events it drops when full are not counted unless it dead-letters "
-                "them to %s: rabbitmqctl set_policy --apply-to queues recorder-drops "
-                '\'^%s$\' \'{"dead-letter-exchange": "", "dead-letter-routing-key": '
-                '"%s"}\' (or delete the queue while no recorder runs and it is empty)',
-                self.recorder_queue,
-                exc,
+                "%s: using it as it is; events it drops when full are not counted unless it "
+                "dead-letters them to %s: rabbitmqctl set_policy --apply-to queues "
+                'recorder-drops \'^%s$\' \'{"dead-letter-exchange": "", '
+                '"dead-letter-routing-key": "%s"}\' (or delete the queue while no recorder '
+                "runs and it is empty)",
+                _other_arguments(self.recorder_queue, exc),
                 self.recorder_dropped_queue,
                 re.escape(self.recorder_queue),
                 self.recorder_dropped_queue,
@@ -237,16 +274,25 @@ class Topology:
         return queue
 
     async def declare_recorder_dropped_queue(self, channel: AbstractChannel) -> AbstractQueue:
-        """The queue of event messages the recorder queue dropped, waiting to be counted."""
-        return await channel.declare_queue(
-            self.recorder_dropped_queue,
-            durable=True,
-            arguments={
-                "x-max-length": self.recorder_dropped_max,
-                "x-overflow": "drop-head",
-                **CLASSIC_V2,
-            },
-        )
+        """The queue of event messages the recorder queue dropped, waiting to be counted
+        (one declared with other arguments is used as it is, with a warning)."""
+        arguments = {
+            "x-max-length": self.recorder_dropped_max,
+            "x-overflow": "drop-head",
+            **type_arguments(self.queue_type),
+        }
+        try:
+            return await channel.declare_queue(
+                self.recorder_dropped_queue, durable=True, arguments=arguments
+            )
+        except ChannelPreconditionFailed as exc:
+            await channel.reopen()  # the failed declaration closed it
+            log.warning(
+                "%s: using it as it is (delete it while no recorder runs to have it declared "
+                "again)",
+                _other_arguments(self.recorder_dropped_queue, exc),
+            )
+            return await channel.declare_queue(self.recorder_dropped_queue, passive=True)
 
     async def declare_queue(self, channel: AbstractChannel, queue: str) -> None:
         """Declare work queue ``queue``, its dead-letter queue, and their bindings."""
@@ -257,16 +303,27 @@ class Topology:
             # dead-letter queue too: nothing is dropped silently.
             "x-dead-letter-exchange": self.dead_exchange,
             "x-dead-letter-routing-key": dead,
-            **queue_arguments(queue, self.queue_options.get(queue, {})),
+            **queue_arguments(queue, self.queue_options.get(queue, {}), self.queue_type),
         }
-        try:
-            work = await channel.declare_queue(queue, durable=True, arguments=arguments)
-            dead_q = await channel.declare_queue(dead, durable=True, arguments=CLASSIC_V2)
-        except ChannelPreconditionFailed as exc:
-            raise ConfigurationError(
-                f"queue {queue!r} or {dead!r} already exists with other arguments ({exc}); "
-                f"delete it (rabbitmqctl delete_queue NAME) or use another queue name"
-            ) from exc
+        declared = []
+        for name, args in ((queue, arguments), (dead, type_arguments(self.queue_type))):
+            try:
+                declared.append(await channel.declare_queue(name, durable=True, arguments=args))
+            except ChannelPreconditionFailed as exc:
+                raise ConfigurationError(
+                    f"{_other_arguments(f'queue {name!r}', exc)}; drain and delete it "
+                    f"(rabbitmqctl delete_queue {name}), or use another queue name"
+                ) from exc
+        work, dead_q = declared
         await work.bind(self.work_exchange, queue)
         await work.bind(self.delivery_exchange, delays.delivery_binding(queue))
         await dead_q.bind(self.dead_exchange, dead)
+
+
+def _other_arguments(what: str, exc: Exception, exists: str = "exists") -> str:
+    """Why a declaration met PRECONDITION_FAILED, for an error or a warning."""
+    return (
+        f"{what} already {exists} with other arguments ({exc}): declared by an older "
+        "taskcore, with other queues= options or another TASKCORE_QUEUE_TYPE (RabbitMQ "
+        "never changes the type or arguments of a queue that exists)"
+    )
