@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install services browser prometheus schema test lint run bench drills clean sentinel-up sentinel-down
+.PHONY: install services browser prometheus schema test lint run bench drills clean sentinel-up sentinel-down cluster-up cluster-down
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,16 @@ sentinel-up: install
 
 sentinel-down:
 	$(BIN)/python -m scripts.redis_sentinel down
+
+# A RabbitMQ cluster of three nodes on this machine (r2, r3, r4 @localhost, AMQP ports
+# 5682-5684; run as root: the nodes run as the rabbitmq user), for trying several broker
+# URLs and TASKCORE_QUEUE_TYPE=quorum; `up` prints the settings to export, `down` stops
+# the nodes and deletes their data.
+cluster-up: install
+	$(BIN)/python -m scripts.rabbit_cluster up
+
+cluster-down:
+	$(BIN)/python -m scripts.rabbit_cluster down
 
 run: install services
 	bash scripts/run_dev.sh

@@ -35,6 +35,8 @@ import redis
 #: Ports for private services: under the ephemeral range (32768+), clear of 25672
 #: (the main broker's distribution port) and of RabbitMQ's CLI ports (35672+).
 PORTS = range(21000, 25000)
+#: A private RabbitMQ node's distribution port is its AMQP port + this.
+DIST_OFFSET = 20000
 PG_BIN = Path(os.environ.get("DRILL_PG_BIN", "/usr/lib/postgresql/15/bin"))
 RABBIT_BIN = Path(os.environ.get("DRILL_RABBIT_BIN", "/usr/lib/rabbitmq/bin"))
 RABBIT_HOME = "/var/lib/rabbitmq"  # the rabbitmq user's home: its Erlang cookie
@@ -227,41 +229,82 @@ class PrivateRabbit:
     Its distribution port is the AMQP port + 20000 (the main node's 25672 stays
     clear); it shares the machine's epmd and the rabbitmq user's Erlang cookie.
     Starting one takes several seconds (an Erlang VM and a fresh database).
+
+    The knobs are for a cluster of such nodes (scripts/rabbit_cluster.py): a fixed
+    ``port``, a ``nodename``, and a ``directory`` that outlives this object (a node
+    started by one command and stopped by another finds its pid file there).
     """
 
-    def __init__(self) -> None:
-        self.port = free_port(offsets=(0, 20000))
-        self.node = f"drill{self.port}@localhost"
-        self.dir = _owned_temp_dir("private-rabbitmq-", "rabbitmq")
-        self.pid: int | None = None
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        nodename: str | None = None,
+        directory: Path | None = None,
+    ) -> None:
+        self.port = port if port is not None else free_port(offsets=(0, DIST_OFFSET))
+        self.dist_port = self.port + DIST_OFFSET
+        self.node = nodename or f"drill{self.port}@localhost"
+        if directory is None:
+            self.dir = _owned_temp_dir("private-rabbitmq-", "rabbitmq")
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+            shutil.chown(directory, "rabbitmq", "rabbitmq")
+            self.dir = directory
+        self._pid: int | None = None
 
     @property
     def url(self) -> str:
         """The node's default vhost as guest (allowed from loopback by the node's config)."""
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
+    @property
+    def pid(self) -> int | None:
+        """The Erlang VM's process id (from its pid file when another process started it)."""
+        if self._pid is None:
+            with contextlib.suppress(OSError, ValueError):
+                self._pid = int((self.dir / "rabbit.pid").read_text().strip())
+        return self._pid
+
+    @pid.setter
+    def pid(self, value: int | None) -> None:
+        self._pid = value
+
+    def _process(self) -> psutil.Process | None:
+        """The node's Erlang VM while it runs (never another process that took its pid)."""
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            process = psutil.Process(pid)
+            return process if process.name().startswith("beam") else None
+        except psutil.Error:
+            return None
+
+    def _forget_process(self) -> None:
+        self.pid = None
+        (self.dir / "rabbit.pid").unlink(missing_ok=True)
+
     def __enter__(self) -> PrivateRabbit:
         try:
-            self._boot()
+            self.start()
         except BaseException:
             self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.ctl("stop", timeout=60)
-        if self.pid is not None:
-            with contextlib.suppress(psutil.Error):
-                process = psutil.Process(self.pid)
-                try:
-                    process.wait(30)
-                except psutil.TimeoutExpired:
-                    process.kill()
-                    process.wait(10)
+        self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def _boot(self) -> None:
+    def start(self, timeout: float = 120) -> None:
+        """Start the node (``rabbitmq-server -detached``) and wait until it runs."""
+        self.launch()
+        self.wait_started(timeout)
+
+    def launch(self) -> None:
+        """Start the node's Erlang VM and return at once (see ``wait_started``)."""
+        self._forget_process()
         (self.dir / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             "loopback_users.guest = true\n"  # guest may connect, from loopback only
@@ -276,7 +319,7 @@ class PrivateRabbit:
             "RABBITMQ_CONF_ENV_FILE": str(self.dir / "rabbitmq-env.conf"),
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.port + 20000),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
             "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
@@ -291,17 +334,52 @@ class PrivateRabbit:
         )  # fmt: skip
         if started.returncode != 0:
             raise ServiceError(f"rabbitmq-server -detached failed: {started.stderr}")
+
+    def wait_started(self, timeout: float = 120) -> None:
+        """Wait until the launched node runs RabbitMQ; note its VM's process id."""
         # await_startup fails at once while the node is not yet registered with epmd.
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 self.ctl("await_startup", "--timeout", "60", timeout=90)
                 break
-            except ServiceError:
+            except (ServiceError, subprocess.TimeoutExpired):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1)
         self.pid = int(self.ctl("eval", "list_to_integer(os:getpid()).").strip())
+
+    def stop(self) -> None:
+        """Stop the node (``rabbitmqctl stop``, else SIGKILL) and wait until its VM is gone."""
+        process = self._process()  # first: the node deletes its pid file as it stops
+        with contextlib.suppress(Exception):
+            self.ctl("stop", timeout=60)
+        if process is not None:
+            with contextlib.suppress(psutil.Error):
+                try:
+                    process.wait(30)
+                except psutil.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
+        self._forget_process()
+
+    def kill(self) -> None:
+        """SIGKILL the node's Erlang VM (no goodbye: its sockets reset) and wait for it."""
+        process = self._process()
+        if process is None:
+            raise ServiceError(f"{self.node} has no running Erlang VM to kill")
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+        self._forget_process()
+
+    def running(self) -> bool:
+        """True when the node answers and runs RabbitMQ."""
+        try:
+            self.ctl("await_startup", "--timeout", "1", timeout=30)
+        except (ServiceError, subprocess.TimeoutExpired):
+            return False
+        return True
 
     def stop_app(self) -> None:
         """Stop the RabbitMQ application (the Erlang node stays): every client disconnected."""
