@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import beats, broker_restart, postgres_stop, redis_restart
+from . import beats, broker_restart, cluster_failover, postgres_stop, redis_restart
 from .report import Report
 
 #: Drill name -> run(short) -> Report; merged into ``python -m scripts.drills``.
@@ -13,4 +13,5 @@ SERVICE_DRILLS: dict[str, Callable[[bool], Report]] = {
     "beats": beats.run,
     "postgres": postgres_stop.run,
     "broker": broker_restart.run,
+    "cluster": cluster_failover.run,
 }
