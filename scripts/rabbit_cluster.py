@@ -183,8 +183,13 @@ def main(argv: list[str]) -> int:
     command = argv[0] if argv else "status"
     cluster = RabbitCluster.fixed()
     if command == "up":
-        if any(running for _, running, _ in cluster.status()):
+        running = [up for _, up, _ in cluster.status()]
+        if all(running):
             print("the cluster already runs (make cluster-down first to start it afresh)")
+        elif any(running):  # start the nodes that are down again: they rejoin
+            for index in (i for i, up in enumerate(running) if not up):
+                cluster.start_node(index)
+                print(f"started {cluster.nodes[index].node} again")
         else:
             cluster.start()
             print(f"{len(cluster.nodes)} nodes clustered in {cluster.start_seconds:.1f} s; use:")

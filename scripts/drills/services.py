@@ -245,12 +245,8 @@ class PrivateRabbit:
         self.port = port if port is not None else free_port(offsets=(0, DIST_OFFSET))
         self.dist_port = self.port + DIST_OFFSET
         self.node = nodename or f"drill{self.port}@localhost"
-        if directory is None:
-            self.dir = _owned_temp_dir("private-rabbitmq-", "rabbitmq")
-        else:
-            directory.mkdir(parents=True, exist_ok=True)
-            shutil.chown(directory, "rabbitmq", "rabbitmq")
-            self.dir = directory
+        # A directory of the caller's is made when the node is first launched.
+        self.dir = directory or _owned_temp_dir("private-rabbitmq-", "rabbitmq")
         self._pid: int | None = None
 
     @property
@@ -304,6 +300,8 @@ class PrivateRabbit:
 
     def launch(self) -> None:
         """Start the node's Erlang VM and return at once (see ``wait_started``)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.dir, "rabbitmq", "rabbitmq")
         self._forget_process()
         (self.dir / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
