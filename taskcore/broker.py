@@ -66,6 +66,16 @@ async def connect(settings: Settings) -> AbstractConnection:
     )
 
 
+def next_node(settings: Settings) -> None:
+    """Make the next connection start at the node after the one that answered last."""
+    count = len(broker_urls(settings.broker_url))
+    _answered_last[settings.broker_url] = (_answered_last.get(settings.broker_url, 0) + 1) % count
+
+
+class BrokerRefused(PublishError):
+    """The broker nacked a message: the queue cannot take it through this node now."""
+
+
 def broker_urls(setting: str) -> list[str]:
     """The URLs of a TASKCORE_BROKER_URL: one, or a cluster's nodes separated by ``;``."""
     urls = [url.strip() for url in setting.split(";") if url.strip()]
@@ -192,6 +202,9 @@ class BrokerClient:
             for envelope, result in zip(pending, results, strict=True):
                 if isinstance(result, CONNECTION_ERRORS):
                     lost.append(envelope)
+                elif isinstance(result, BrokerRefused):
+                    await self._leave_refusing_node(result)
+                    raise result
                 elif isinstance(result, BaseException):
                     raise result
             if not lost:
@@ -230,7 +243,7 @@ class BrokerClient:
                 wait=False,  # no drain wait per message: the confirm is what we wait for
             )
         except DeliveryError as exc:
-            raise PublishError(
+            raise BrokerRefused(
                 f"the broker refused message {envelope.properties.message_id} "
                 f"(exchange {envelope.exchange!r}, routing key {envelope.routing_key!r}): {exc}"
             ) from exc
@@ -244,6 +257,17 @@ class BrokerClient:
                 f"no queue is bound to exchange {envelope.exchange!r} "
                 f"with routing key {envelope.routing_key!r}"
             )
+
+    async def _leave_refusing_node(self, refused: BrokerRefused) -> None:
+        # In a cluster, a node can refuse a queue's messages while another takes them
+        # (seen: a node that had just rejoined, after the queue's leader died, nacked
+        # every publish for 10 s and more). The caller gets the refusal; the next
+        # publish goes to the next node. With one URL this reconnects to the same.
+        if len(broker_urls(self.settings.broker_url)) < 2:
+            return
+        log.warning("%s; the next publish goes to the next broker node", refused)
+        await self.close()
+        next_node(self.settings)
 
     def _lost(self, exc: BaseException, count: int) -> PublishError:
         return PublishError(
