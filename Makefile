@@ -49,6 +49,7 @@ bench: install services
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_io.py $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_cluster.py
 
 # Fault drills at full size (scripts/drills): kill workers, cut and restart the broker, stop
 # Redis and PostgreSQL (private instances: the shared services are never stopped), then
