@@ -37,6 +37,8 @@ from webapp.migrations import WEBAPP
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "compose.yaml"
+#: The clustered variant, used on top of compose.yaml.
+CLUSTER = ROOT / "deploy" / "compose.cluster.yaml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 K8S = ROOT / "deploy" / "k8s"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
@@ -429,6 +431,69 @@ def test_compose_follows_the_compose_specification(tmp_path: Path) -> None:
     broken = tmp_path / "compose.yaml"
     broken.write_text(COMPOSE.read_text().replace("stop_grace_period:", "stop_grace_perod:"))
     assert check(broken).returncode == 1  # the check is not vacuous
+
+
+def test_the_clustered_variant_names_every_node_and_sentinel(tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    from taskcore.broker import broker_urls
+    from taskcore.redis_clients import sentinel_address
+    from taskcore.settings import Settings
+
+    command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
+    done = subprocess.run([*command, str(CLUSTER)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    broken = tmp_path / "compose.cluster.yaml"
+    broken.write_text(CLUSTER.read_text().replace("restart: unless", "restrat: unless"))
+    assert subprocess.run([*command, str(broken)], capture_output=True).returncode == 1
+
+    cluster = yaml.safe_load(CLUSTER.read_text())["services"]
+    base = compose()["services"]
+    services = {  # what compose makes of the two files (environments merged too)
+        name: {
+            **base.get(name, {}),
+            **cluster.get(name, {}),
+            "environment": {
+                **base.get(name, {}).get("environment", {}),
+                **cluster.get(name, {}).get("environment", {}),
+            },
+        }
+        for name in {*base, *cluster}
+    }
+    known = product_variables()
+    for name in our_services():  # each taskcore service gets the cluster's settings
+        env = cluster[name]["environment"]
+        assert set(env) <= known, name
+        assert env["TASKCORE_QUEUE_TYPE"] == "quorum", name
+        urls = re.sub(r"\$\{[^}]*\}", "secret", env["TASKCORE_BROKER_URL"])  # interpolated
+        nodes = {urlsplit(url).hostname for url in broker_urls(urls)}
+        assert nodes == {"rabbitmq", "rabbitmq-2", "rabbitmq-3"}, name
+        redis = sentinel_address(
+            Settings(
+                redis_url=env["TASKCORE_REDIS_URL"],
+                redis_sentinel_master=env["TASKCORE_REDIS_SENTINEL_MASTER"],
+            )
+        )
+        assert {host for host, _ in redis.sentinels} == {"sentinel-1", "sentinel-2", "sentinel-3"}
+        assert all(host in services for host, _ in redis.sentinels)
+    # Peer discovery names each node by the hostname its service has.
+    conf = (ROOT / "deploy" / "rabbitmq" / "cluster.conf").read_text()
+    listed = set(re.findall(r"nodes\.\d+ = rabbit@(\S+)", conf))
+    assert listed == {services[n]["hostname"] for n in nodes} == nodes
+    for node in nodes:  # one cookie for all, and only the image's own variables
+        assert "RABBITMQ_ERLANG_COOKIE" in services[node]["environment"]
+        assert set(services[node]["environment"]) <= IMAGE_VARIABLES["rabbitmq"] | {
+            "RABBITMQ_ERLANG_COOKIE"
+        }
+    # The sentinels watch the master the settings name, on the redis service.
+    script = (ROOT / "deploy" / "redis" / "sentinel.sh").read_text()
+    assert f"sentinel monitor {redis.master} redis 6379 2" in script
+    assert cluster["redis-replica"]["command"][:4] == [
+        "redis-server",
+        "--replicaof",
+        "redis",
+        "6379",
+    ]
 
 
 def test_compose_has_the_whole_stack() -> None:
