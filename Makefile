@@ -41,7 +41,7 @@ schema: install services
 PYTEST_WORKERS ?= 3
 
 test: install services schema lint browser prometheus
-	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -n $(PYTEST_WORKERS)
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Benchmarks against Celery and Dramatiq, and the I/O-bound section against Taskiq too
 # (extra "bench"); not part of make test.

@@ -81,6 +81,7 @@ def test_broker_stop_app_start_app_everyone_reconnects_and_nothing_is_lost() -> 
     assert any("the recorder wrote all 22 tasks" in line for line in report.did)
 
 
+@pytest.mark.xdist_group("rabbit-cluster")  # one 3-node cluster at a time (make test)
 def test_a_cluster_and_sentinel_lose_nodes_and_the_redis_master_and_nothing_stops() -> None:
     report = cluster_failover.run(short=True)
     print(report)
