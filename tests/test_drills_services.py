@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.drills import beats, broker_restart, cluster_failover, postgres_stop, redis_restart
+from scripts.drills import beats, broker_restart, postgres_stop, redis_restart
 from taskcore import TaskApp
 from taskcore.history import create_schema, make_engine
 from taskcore.metrics import RecorderCollector
@@ -32,7 +32,6 @@ from .broker_tools import Probe
 from .test_metrics_workers import check_with_promtool
 
 FIRES = re.compile(r"(\d+) fire times published once each")
-PAUSE = re.compile(r"longest pause in completed tasks ([\d.]+) s")
 
 
 def test_redis_restart_under_load_loses_nothing_and_rate_limits_recover() -> None:
@@ -79,19 +78,6 @@ def test_broker_stop_app_start_app_everyone_reconnects_and_nothing_is_lost() -> 
     assert result.sent + result.refused == report.attempts + 1 + 22 + fires
     assert result.refused > 0  # delay() raised while the broker was down, as promised
     assert any("the recorder wrote all 22 tasks" in line for line in report.did)
-
-
-@pytest.mark.xdist_group("rabbit-cluster")  # one 3-node cluster at a time (make test)
-def test_a_cluster_and_sentinel_lose_nodes_and_the_redis_master_and_nothing_stops() -> None:
-    report = cluster_failover.run(short=True)
-    print(report)
-    result = report.reconciliation
-    assert result is not None
-    assert result.lost == 0 and result.dead == 0
-    assert result.succeeded == result.sent and result.retried > 0
-    pauses = [float(m.group(1)) for line in report.did if (m := PAUSE.search(line))]
-    assert len(pauses) == 3 and max(pauses) < 10, report.did  # a node, a leader, Redis
-    assert "every task's state in Redis reads SUCCESS" in report.did
 
 
 def test_a_beat_counts_fire_times_up_to_losing_redis_as_done() -> None:

@@ -169,6 +169,9 @@ def test_a_sigkilled_worker_s_leased_task_runs_again_after_its_lease_lapses(
     (started,) = wait_events(rdb, redis_prefix, "start", 1)
     lease = wait_for(lambda: lease_of(rdb, namespace, handle.id), "hand-over", timeout=5)
     assert lease.startswith(f"running:taskcore-{started['pid']}@")  # the worker's hostname
+    # The lease comes first, the ack last: kill only once the broker has the ack.
+    first.wait_for_output("its delivery is acked", timeout=10)
+    wait_for(lambda: messages_held(node, namespace, queue)[queue] == 0, "the ack", timeout=5)
 
     first.signal(signal.SIGKILL)
     first.wait(10)
