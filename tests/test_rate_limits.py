@@ -69,9 +69,11 @@ def test_two_processes_share_one_limit(app_from, start_worker, rdb, redis_prefix
     starts = [e["at"] for e in wait_events(rdb, redis_prefix, "start", 200, timeout=30)]
     assert sorted(e["i"] for e in wait_events(rdb, redis_prefix, "start", 200)) == list(range(200))
     # The limit plus the bucket size (1) in any second of tokens. A start is stamped by the
-    # task, up to ~0.1 s after its token under load (a thread to start): the stamps in any
-    # 0.9 s came from the tokens of at most 1 s.
-    assert max_in_window(starts, window=0.9) <= 20 + 1
+    # task, after its token: under the full suite's load a process can lag ~0.25 s (a
+    # thread to start, the process descheduled; 22 stamps were seen in a 0.9 s window),
+    # so the stamps in any 0.75 s came from the tokens of at most 1 s. Twice the rate
+    # would still put ~30 in such a window.
+    assert max_in_window(starts, window=0.75) <= 20 + 1
     assert max(starts) - min(starts) > 9.0  # 200 at 20/s cannot take less than ~10 s
 
 
