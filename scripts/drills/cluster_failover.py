@@ -78,8 +78,11 @@ class ClusterDrill(Drill):
     @property
     def direct_url(self) -> str:
         """A node that runs (the probe's reads of depths and dead letters go there)."""
-        index = next(i for i in range(len(self.cluster.nodes)) if i not in self.down)
-        return self.cluster.urls[index]
+        return self.cluster.urls[self._live()]
+
+    def _live(self) -> int:
+        """The index of the first node that runs."""
+        return next(i for i in range(len(self.cluster.nodes)) if i not in self.down)
 
     def nodes_from(self, first: int) -> str:
         """Every node's URL, starting with node ``first``."""
@@ -115,7 +118,7 @@ class ClusterDrill(Drill):
         return int(self._queue_row(queue, "consumers") or 0)
 
     def _queue_row(self, queue: str, column: str) -> Any:
-        node = self.cluster.nodes[next(i for i in range(3) if i not in self.down)]
+        node = self.cluster.nodes[self._live()]
         out = node.ctl("list_queues", "name", column, "--formatter", "json", "-q")
         return next((row[column] for row in json.loads(out) if row["name"] == queue), None)
 
