@@ -4,7 +4,9 @@ on free ports; a worker and a caller that name the sentinels, across a failover.
 from __future__ import annotations
 
 import shutil
+import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,10 +14,12 @@ import pytest
 
 from scripts.redis_sentinel import SentinelGroup
 from taskcore import ConfigurationError, Settings, State
+from taskcore.beat import LEASE_SECONDS
 from taskcore.redis_clients import sentinel_address, sync_client
 
 from .test_rate_limits import max_in_window
-from .worker_log import wait_events
+from .test_schedules import fire_second
+from .worker_log import events, wait_events
 
 F = "tests.apps.features."
 
@@ -118,3 +122,47 @@ def test_a_rate_limit_holds_across_a_failover(
     # As without a failover (tests/test_rate_limits.py): at most the limit plus the
     # bucket (1) in any second of tokens; a start's stamp lags its token by < 0.1 s.
     assert max_in_window(starts, window=0.9) <= 20 + 1
+
+
+def test_the_beat_lease_costs_no_more_than_its_ttl_when_the_master_dies(
+    app_from: Any,
+    start_worker: Any,
+    start_command: Any,
+    sentinels: SentinelGroup,
+    rdb: Any,
+    redis_prefix: str,
+) -> None:
+    """The Redis master and the leading beat die together: the standing-by beat leads
+    within the lease's TTL of the new master, and no fire time is enqueued twice."""
+    app_from("scheduled")
+    start_worker("scheduled", "-Q", "periodic")
+    beats = [
+        start_command(
+            "--loglevel", "info", "beat", "-A", "tests.apps.scheduled:app", "--name", f"beat-{i}"
+        )
+        for i in range(2)
+    ]
+    wait_events(rdb, redis_prefix, "tick", 4, timeout=20)
+    leader = next(b for b in beats if "is now the leader" in b.output)
+    follower = next(b for b in beats if b is not leader)
+    old_master = sentinels.master_port()
+
+    killed_at = time.time()
+    sentinels.kill(old_master)
+    leader.signal(signal.SIGKILL)
+    sentinels.wait_for_new_master(old_master, timeout=30)
+    promoted_at = time.time()
+    follower.wait_for_output("is now the leader", timeout=LEASE_SECONDS + 10)
+    leads_at = time.time()
+    ticks_before = len(events(rdb, redis_prefix, "tick"))
+    wait_events(rdb, redis_prefix, "tick", ticks_before + 3, timeout=15)
+    sentinels.revive(old_master)
+
+    ids = [t["id"] for t in events(rdb, redis_prefix, "tick")]
+    assert all(n == 1 for n in Counter(ids).values()), Counter(ids).most_common(3)
+    # The dead leader's lease reached the replica and lapses there: the follower waits out
+    # at most its TTL (plus one retry pause and a tick), not Redis's outage again.
+    assert leads_at - promoted_at < LEASE_SECONDS + 1.5, (killed_at, promoted_at, leads_at)
+    fired = sorted(fire_second(i) for i in ids)
+    after = [s for s in fired if s > leads_at - 1]
+    assert after == [after[0] + k for k in range(len(after))]  # every second again, once
