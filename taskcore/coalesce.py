@@ -34,14 +34,17 @@ class Coalescer(Generic[T]):
 
     def add(self, item: T) -> asyncio.Future[None]:
         """Queue ``item`` for the next flush; await the result to know it was done."""
-        loop = asyncio.get_running_loop()
-        self._items.append(item)
-        waiter = loop.create_future()
+        waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self.put(item)
+        return waiter
+
+    def put(self, item: T) -> None:
+        """Queue ``item`` for the next flush, with nobody waiting for it."""
+        self._items.append(item)
         if not self._scheduled and self._running is None:
             self._scheduled = True
-            loop.call_soon(self._start)
-        return waiter
+            asyncio.get_running_loop().call_soon(self._start)
 
     def _start(self) -> None:
         self._scheduled = False

@@ -38,10 +38,14 @@ class Acker:
         self.channel = channel
         #: Delivery tags received and not yet acked or nacked.
         self.held: set[int] = set()
+        #: No tag below this is held (the channel numbers its deliveries 1, 2, 3, ...).
+        self._lowest_held = 1
+        self._next_tag = 1
         self._acks: Coalescer[int] = Coalescer(self._flush)
 
     def received(self, tag: int) -> None:
         self.held.add(tag)
+        self._next_tag = max(self._next_tag, tag + 1)
 
     async def ack(self, tag: int) -> None:
         await self._acks.add(tag)
@@ -52,10 +56,13 @@ class Acker:
 
     async def _flush(self, tags: list[int]) -> None:
         done = set(tags)
-        still_held = self.held - done
-        self.held = still_held
-        oldest_held = min(still_held, default=None)
-        below = [t for t in done if oldest_held is None or t < oldest_held]
+        held = self.held
+        held.difference_update(done)  # in place: thousands may be held, a few are done
+        lowest, end = self._lowest_held, self._next_tag
+        while lowest < end and lowest not in held:
+            lowest += 1
+        self._lowest_held = lowest
+        below = [t for t in done if t < lowest]
         if below:  # every held tag up to max(below) is done: one frame acks them all
             await self.channel.basic_ack(max(below), multiple=True, wait=False)
         for tag in done.difference(below):

@@ -36,7 +36,7 @@ class EventPublisher:
     def emit(self, task_id: str, state: State, fields: dict[str, Any]) -> None:
         """Queue one event for this loop iteration's batch; trouble is logged, never raised."""
         event = {"task_id": task_id, "state": str(state), "at": time.time(), **fields}
-        self._pending.add(event)
+        self._pending.put(event)
 
     async def _publish(self, events: list[dict[str, Any]]) -> None:
         by_state: dict[str, list[dict[str, Any]]] = {}

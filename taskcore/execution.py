@@ -25,6 +25,7 @@ import redis
 
 from . import tracing
 from .context import TaskContext, reset_current, set_current
+from .deadlines import Deadline, FixedDelayTimers
 from .delivery import Delivery
 from .errors import (
     DecodeError,
@@ -134,6 +135,7 @@ class MessageHandler:
             self.states.worker,
         )
         self.leases.announce(app.tasks.values())
+        self._started_timers = FixedDelayTimers(STARTED_AFTER)
 
     def _spawn(self, coro: Any) -> None:
         """Run a coroutine in the background, keeping a reference until it is done."""
@@ -266,12 +268,7 @@ class MessageHandler:
         # Fast tasks go straight to their final state: STARTED is written only
         # for a task still running after STARTED_AFTER (one Redis write and one
         # event fewer per short task; measured in scripts/bench.py).
-        limits.append(
-            loop.call_later(
-                STARTED_AFTER,
-                lambda: self._spawn(self._report_started(running, call, details)),
-            )
-        )
+        limits.append(self._started_timers.call_later(self._spawn_started, running, call))
         try:
             try:
                 with tracing.running(call.task, call.id, call.headers):
@@ -303,15 +300,16 @@ class MessageHandler:
             self.active.pop(call.id, None)
             running.done.set()
 
-    async def _report_started(
-        self, running: ActiveTask, call: TaskMessage, details: dict[str, Any]
-    ) -> None:
+    def _spawn_started(self, running: ActiveTask, call: TaskMessage) -> None:
+        self._spawn(self._report_started(running, call))
+
+    async def _report_started(self, running: ActiveTask, call: TaskMessage) -> None:
         # Runs a loop iteration after the timer fired: by then the body may have ended and
         # its final state be on its way to Redis; a STARTED written after it would stick.
         async with running.reporting:
             if not running.finished and not running.started_reported:
                 running.started_reported = True
-                await self.states.report_call(call, State.STARTED, **details)
+                await self.states.report_call(call, State.STARTED, **running.details)
 
     async def _report_progress(self, running: ActiveTask, call: TaskMessage) -> None:
         async with running.reporting:
@@ -385,7 +383,7 @@ class MessageHandler:
         running: ActiveTask,
         message: ReceivedMessage,
         call: TaskMessage,
-    ) -> list[asyncio.TimerHandle]:
+    ) -> list[asyncio.TimerHandle | Deadline]:
         """Schedule the soft and hard limits of a task, and the hand-over of its delivery
         to a lease; returns the timers to cancel."""
         task, handles = running.task, []
@@ -396,8 +394,7 @@ class MessageHandler:
         if hard is not None:
             handles.append(loop.call_later(hard, self._hard_limit, running, message))
         if self.leases.enabled and isinstance(message, Delivery):
-            lease = running.lease = self.leases.lease_for(message, call)
-            handles.append(loop.call_later(lease.due_in(), lease.start))
+            running.lease = self.leases.lease_for(message, call)  # watched until it ends
         return handles
 
     async def _end_lease(self, running: ActiveTask) -> None:

@@ -88,6 +88,11 @@ class Leases:
         self.seconds = settings.lease_seconds
         self.renew_every = self.seconds / 3
         self._background: set[asyncio.Task[None]] = set()
+        #: Leases of running tasks not yet handed over. One timer looks for those due
+        #: (at most a tenth of the timeout late) instead of a loop timer per task.
+        self._watched: set[Lease] = set()
+        self._sweeping: asyncio.TimerHandle | None = None
+        self.sweep_every = min(1.0, self.consumer_timeout / 20)
 
     @property
     def enabled(self) -> bool:
@@ -120,8 +125,23 @@ class Leases:
         return max(0.0, self.consumer_timeout / 2 - since)
 
     def lease_for(self, message: Delivery, call: TaskMessage) -> Lease:
-        """The lease of a task about to run (handed over only if it runs long enough)."""
-        return Lease(self, message, call)
+        """The lease of a task about to run, watched until it is handed over (if the
+        task runs long enough) or ends."""
+        lease = Lease(self, message, call)
+        self._watched.add(lease)
+        if self._sweeping is None:
+            loop = asyncio.get_running_loop()
+            self._sweeping = loop.call_later(self.sweep_every, self._sweep, loop)
+        return lease
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand over every watched lease that is due; look again while any is watched."""
+        received_before = time.monotonic() - self.consumer_timeout / 2
+        for lease in [w for w in self._watched if w.message.received_at <= received_before]:
+            lease.start()
+        self._sweeping = (
+            loop.call_later(self.sweep_every, self._sweep, loop) if self._watched else None
+        )
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
@@ -297,12 +317,9 @@ class Lease:
         self._holding: asyncio.Task[None] | None = None
         self._settled = False
 
-    def due_in(self) -> float:
-        """Seconds from now until the hand-over: half the broker's timeout after delivery."""
-        return self.leases.hand_over_in(self.message) or 0.0
-
     def start(self) -> None:
         """Hand the delivery over and keep the lease renewed until the task ends."""
+        self.leases._watched.discard(self)
         if self._ended is None:
             self._ended = asyncio.Event()
             self._holding = self.leases.spawn(self._hold(self._ended))
@@ -326,8 +343,9 @@ class Lease:
     def stop(self) -> None:
         """Stop renewing without settling (the task was abandoned: the lease lapses and a
         check copy runs the task again)."""
+        self.leases._watched.discard(self)
         if self._ended is None:
-            self._ended = asyncio.Event()  # a hand-over timer firing late starts nothing
+            self._ended = asyncio.Event()  # a later start() starts nothing
         self._ended.set()
 
     async def end(self) -> None:
