@@ -28,6 +28,17 @@ def test_get_returns_the_result_and_state_follows_the_task(app_from, start_worke
     assert app.result(handle.id).get(timeout=1) == 5  # any id, e.g. stored in a database
 
 
+def test_any_text_in_a_result_comes_back_as_sent(app_from, start_worker) -> None:
+    # States travel to Redis as NUL-joined JSON texts (results.py): a NUL, a control
+    # character or non-ASCII text inside a value must not split or mangle a field.
+    app = app_from("features")
+    start_worker("features", "-Q", "feat")
+    text = "a\x00b\x01\n\"é☃😀"
+    handles = [app.tasks[F + "add"].delay(text, str(i)) for i in range(20)]
+    assert [h.get(timeout=10) for h in handles] == [text + str(i) for i in range(20)]
+    assert handles[3].info.extra["args"].startswith('{"args": ["a\\u0000b')
+
+
 def test_get_raises_the_remote_error(app_from, start_worker) -> None:
     app = app_from("features")
     start_worker("features", "-Q", "feat")
