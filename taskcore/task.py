@@ -128,6 +128,9 @@ class Task:
             signature = signature.replace(parameters=parameters[1:])
             self.run = functools.partial(fn, self)
         self.signature = signature
+        #: How many positional arguments a call may pass when every parameter is a plain
+        #: positional-or-keyword one (None otherwise): such calls skip ``bind``.
+        self._positional = _plain_positional_range(signature)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -205,6 +208,9 @@ class Task:
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise TypeError if the arguments do not fit the function's signature."""
+        plain = self._positional
+        if plain is not None and not kwargs and plain[0] <= len(args) <= plain[1]:
+            return  # the common call, checked without bind (a few us on every task)
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
@@ -259,3 +265,13 @@ class Task:
         return self.app.message(
             self.name, args, kwargs, queue=queue, task_id=task_id, priority=priority
         )
+
+
+def _plain_positional_range(signature: inspect.Signature) -> tuple[int, int] | None:
+    """(required, total) positional arguments if every parameter is positional-or-keyword,
+    else None."""
+    parameters = signature.parameters.values()
+    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters):
+        return None
+    required = sum(1 for p in parameters if p.default is inspect.Parameter.empty)
+    return required, len(parameters)

@@ -34,12 +34,19 @@ def running(task: str, task_id: str, headers: Mapping[str, Any]) -> Any:
 
 
 def _tracing() -> bool:
-    """True once the app configured a tracer provider (the API's default is a proxy)."""
+    """True once the app configured a tracer provider (the API's default is a proxy).
+    Asked for every task a worker runs, so the module is looked up once."""
+    global _trace
     if not AVAILABLE:
         return False
-    from opentelemetry import trace
+    if _trace is None:
+        from opentelemetry import trace
 
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        _trace = trace
+    return not isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider)
+
+
+_trace: Any = None
 
 
 @contextlib.contextmanager
