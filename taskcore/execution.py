@@ -18,7 +18,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Container
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -41,6 +40,7 @@ from .leases import H_LEASE, Lease, Leases
 from .message import H_RESENT, TaskMessage, decode, due_at
 from .outcomes import settle
 from .states import State
+from .task_threads import TaskThreads
 from .workflows import CLAIM_CHORD, H_CHAIN, H_CHORD, chord_body, chord_keys, next_step
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class MessageHandler:
         app: TaskApp,
         outcomes: Outcomes,
         results: AsyncResultStore,
-        executor: ThreadPoolExecutor,
+        threads: TaskThreads,
         replace_process: Callable[[str], None] | None = None,
         revoked: Container[str] = (),
     ) -> None:
@@ -118,7 +118,8 @@ class MessageHandler:
         #: Every state change goes here; its listeners store, publish and count it.
         self.states: StateChanges = outcomes.states
         self.results = results
-        self.executor = executor
+        #: Where plain-function tasks run.
+        self.threads = threads
         #: Ends this worker process so its supervisor starts a fresh one (None: not supervised).
         self.replace_process = replace_process
         #: Task ids revoked before they ran (skipped when delivered).
@@ -373,7 +374,7 @@ class MessageHandler:
             function = functools.partial(context.run, task.run, *call.args, **call.kwargs)
             current = asyncio.current_task()
             current.taskcore_in_thread = True  # type: ignore[union-attr]
-            return await asyncio.get_running_loop().run_in_executor(self.executor, function)
+            return await self.threads.run(function)
         finally:
             reset_current(token)
 

@@ -46,6 +46,7 @@ from .results import AsyncResultStore
 from .signals import TaskSignals
 from .states import State
 from .task import Task
+from .task_threads import TaskThreads
 from .testing_workers import (  # noqa: F401 - public here
     WorkerProcess,
     app_spec,
@@ -354,16 +355,16 @@ class _Handler:
             states.listen(self.signals)
         # Plain tasks run in a thread of their own, as in a worker: they do not see the
         # caller's thread-bound state (a request's database session, say).
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="taskcore-in-process")
+        self.threads = TaskThreads(1, "taskcore-in-process")
         outcomes = Outcomes(_LoopBack(publisher), app.topology, states)  # type: ignore[arg-type]
-        self.handler = MessageHandler(app, outcomes, self.results, self.executor)
+        self.handler = MessageHandler(app, outcomes, self.results, self.threads)
 
     async def close(self) -> None:
         if self.signals is not None:
             await self.signals.drain()
         await self.results.close()
         await self.redis.aclose()
-        self.executor.shutdown(wait=True)
+        self.threads.shutdown(wait=True)
 
 
 def _run_all(pending: deque[tuple[_InProcessPublisher, _Delivery]]) -> None:

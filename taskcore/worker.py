@@ -17,7 +17,6 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -43,6 +42,7 @@ from .redis_clients import async_client
 from .results import AsyncResultStore
 from .revocations import RevocationList
 from .signals import TaskSignals
+from .task_threads import TaskThreads
 from .topology import check_queue_name
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class Worker:
         self.started = time.time()
         settings = app.settings
         self._client = BrokerClient(settings, app.topology)
-        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="taskcore-task")
+        self._threads = TaskThreads(concurrency)
         #: This process's Redis client, shared by everything below (closed at shutdown).
         self.redis = async_client(settings)
         self.results = AsyncResultStore(settings, self.redis, app.keys)
@@ -142,7 +142,7 @@ class Worker:
             app,
             Outcomes(self._client, app.topology, self.states),
             self.results,
-            self._executor,
+            self._threads,
             replace_process=self.replace_process if supervised else None,
             revoked=self.revocations,
         )
@@ -347,7 +347,7 @@ class Worker:
         await self.results.close()
         await self.events.close()
         await self.redis.aclose()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown()
         log.info("worker %s stopped", self.hostname)
 
     async def _wait_for_running(self) -> None:
