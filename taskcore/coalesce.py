@@ -25,8 +25,10 @@ class Coalescer(Generic[T]):
     one, and a slow flush (a reconnect) makes the next batch bigger, not racing.
     """
 
-    def __init__(self, flush: Callable[[list[T]], Awaitable[object]]) -> None:
+    def __init__(self, flush: Callable[[list[T]], Awaitable[object]], linger: float = 0.0) -> None:
         self._flush = flush
+        #: Seconds a batch waits for more items after its first (0: the next iteration).
+        self.linger = linger
         self._items: list[T] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._scheduled = False
@@ -44,7 +46,10 @@ class Coalescer(Generic[T]):
         self._items.append(item)
         if not self._scheduled and self._running is None:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._start)
+            if self.linger:
+                asyncio.get_running_loop().call_later(self.linger, self._start)
+            else:
+                asyncio.get_running_loop().call_soon(self._start)
 
     def _start(self) -> None:
         self._scheduled = False
@@ -81,7 +86,7 @@ class Coalescer(Generic[T]):
     async def drain(self) -> None:
         """Wait until everything added so far was flushed (for shutdown)."""
         while self._running is not None or self._items:
+            if self._running is None:
+                self._start()  # a lingering batch goes now
             if self._running is not None:
                 await asyncio.gather(self._running, return_exceptions=True)
-            else:
-                await asyncio.sleep(0)

@@ -3,8 +3,10 @@
 Workers publish them fire-and-forget (no confirm wait, in the background) so
 that recording history never slows a task down; ``taskcore recorder`` keeps
 them in a durable queue and writes them to the database in batches. The
-events of one loop iteration travel together: one message per state whose
+events of each ``LINGER`` seconds travel together: one message per state whose
 body is a JSON array of events, routed as ``task.<state>`` (``task.success``).
+A draining worker so sends a few event messages a second instead of one or
+more per loop iteration (each a socket write on the loop's thread).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from .topology import Topology
 
 log = logging.getLogger(__name__)
 
+#: Seconds the first event of a batch waits for more.
+LINGER = 0.05
+
 
 class EventPublisher:
     """Publishes task events without confirms: losing one is acceptable, waiting is not."""
@@ -30,7 +35,7 @@ class EventPublisher:
     def __init__(self, settings: Settings, topology: Topology) -> None:
         self.topology = topology
         self.client = BrokerClient(replace(settings, confirm_publish=False), topology)
-        self._pending: Coalescer[dict[str, Any]] = Coalescer(self._publish)
+        self._pending: Coalescer[dict[str, Any]] = Coalescer(self._publish, linger=LINGER)
         self._warned = False
 
     def emit(self, task_id: str, state: State, fields: dict[str, Any]) -> None:
