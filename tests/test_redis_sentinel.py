@@ -18,7 +18,7 @@ from taskcore.beat import LEASE_SECONDS
 from taskcore.redis_clients import sentinel_address, sync_client
 
 from .test_rate_limits import max_in_window
-from .test_schedules import fire_second
+from .test_schedules import fire_second, start_two_beats
 from .worker_log import events, wait_events
 
 F = "tests.apps.features."
@@ -134,17 +134,8 @@ def test_the_beat_lease_costs_no_more_than_its_ttl_when_the_master_dies(
 ) -> None:
     """The Redis master and the leading beat die together: the standing-by beat leads
     within the lease's TTL of the new master, and no fire time is enqueued twice."""
-    app_from("scheduled")
-    start_worker("scheduled", "-Q", "periodic")
-    beats = [
-        start_command(
-            "--loglevel", "info", "beat", "-A", "tests.apps.scheduled:app", "--name", f"beat-{i}"
-        )
-        for i in range(2)
-    ]
+    leader, follower = start_two_beats(app_from, start_worker, start_command)
     wait_events(rdb, redis_prefix, "tick", 4, timeout=20)
-    leader = next(b for b in beats if "is now the leader" in b.output)
-    follower = next(b for b in beats if b is not leader)
     old_master = sentinels.master_port()
 
     killed_at = time.time()

@@ -7,6 +7,7 @@ import signal
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -79,9 +80,8 @@ def fire_second(task_id: str) -> float:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
 
 
-def test_two_beats_fire_each_time_once_and_survive_the_leader(
-    app_from, start_worker, start_command, rdb, redis_prefix
-) -> None:
+def start_two_beats(app_from: Any, start_worker: Any, start_command: Any) -> tuple[Any, Any]:
+    """A worker for tests/apps/scheduled.py and two beats; returns (leader, follower)."""
     app_from("scheduled")
     start_worker("scheduled", "-Q", "periodic")
     beats = [
@@ -92,9 +92,19 @@ def test_two_beats_fire_each_time_once_and_survive_the_leader(
     ]
     for beat in beats:
         beat.wait_for_output("started")
-    wait_events(rdb, redis_prefix, "tick", 6, timeout=15)
+    deadline = time.monotonic() + 15
+    while not any("is now the leader" in b.output for b in beats):
+        assert time.monotonic() < deadline, [b.output for b in beats]
+        time.sleep(0.05)
     leader = next(b for b in beats if "is now the leader" in b.output)
-    follower = next(b for b in beats if b is not leader)
+    return leader, next(b for b in beats if b is not leader)
+
+
+def test_two_beats_fire_each_time_once_and_survive_the_leader(
+    app_from, start_worker, start_command, rdb, redis_prefix
+) -> None:
+    leader, follower = start_two_beats(app_from, start_worker, start_command)
+    wait_events(rdb, redis_prefix, "tick", 6, timeout=15)
     leader.signal(signal.SIGKILL)
     leader.wait(10)
     killed_at = time.time()
