@@ -39,7 +39,7 @@ class EventPublisher:
         self._warned = False
 
     def emit(self, task_id: str, state: State, fields: dict[str, Any]) -> None:
-        """Queue one event for this loop iteration's batch; trouble is logged, never raised."""
+        """Queue one event for the batch now lingering; trouble is logged, never raised."""
         event = {"task_id": task_id, "state": str(state), "at": time.time(), **fields}
         self._pending.put(event)
 

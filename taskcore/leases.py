@@ -89,7 +89,8 @@ class Leases:
         self.renew_every = self.seconds / 3
         self._background: set[asyncio.Task[None]] = set()
         #: Leases of running tasks not yet handed over. One timer looks for those due
-        #: (at most a tenth of the timeout late) instead of a loop timer per task.
+        #: (a twentieth of the timeout late at most, and 1 s at most) instead of a loop
+        #: timer per task.
         self._watched: set[Lease] = set()
         self._sweeping: asyncio.TimerHandle | None = None
         self.sweep_every = min(1.0, self.consumer_timeout / 20)
