@@ -47,6 +47,7 @@ def test_a_sent_task_reaches_success_without_a_reload(
     send_from_the_tasks_page(page, "webapp.tasks.wait_for", "[1.5]")
     expect(page.locator(".flash-success")).to_contain_text("Queued webapp.tasks.wait_for")
     task_url = page.url
+    page.wait_for_load_state("load")  # the task page's own load, which can lag its content
     loads: list[str] = []
     page.on("load", lambda _: loads.append(page.url))
     state = page.locator("#task-state .badge")

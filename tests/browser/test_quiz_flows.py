@@ -72,6 +72,7 @@ def test_a_submission_turns_into_a_score_without_a_reload(
     page.screenshot(path=str(screenshot_dir / "quiz-pending.png"), full_page=True)
 
     page.evaluate("window.__quizMarker = 'still here'")
+    page.wait_for_load_state("load")  # the page's own load event, before listening for more
     loads: list[str] = []
     page.on("load", lambda _: loads.append(page.url))
     page.on("framenavigated", lambda frame: loads.append(frame.url))

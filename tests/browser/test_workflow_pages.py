@@ -89,6 +89,7 @@ def test_a_chain_reaches_success_live_and_links_to_its_steps(
     expect(page.get_by_role("heading", name=f"Chain {short}")).to_be_visible()
     workflow_url = page.url
     assert page.locator("#workflow-state .badge").inner_text() in ("PENDING", "STARTED")
+    page.wait_for_load_state("load")  # the page's own load event, before listening for more
     loads: list[str] = []
     page.on("load", lambda _: loads.append(page.url))
     expect(page.locator("#workflow-position")).to_have_text(re.compile(r"step [123] of 3"))
