@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 
 #: A publish gets ``publish_timeout`` for every started batch of this many messages.
 TIMEOUT_BATCH = 10_000
+
+
+def publish_timeout_for(settings: Settings, count: int) -> float:
+    """Seconds a publish of ``count`` messages may take: ``publish_timeout`` for every
+    started ``TIMEOUT_BATCH`` of them, so a big ``map`` gets time in proportion."""
+    return settings.publish_timeout * max(1, math.ceil(count / TIMEOUT_BATCH))
+
+
 #: Failures that mean "the connection is gone", worth one resend on a new one.
 CONNECTION_ERRORS = (AMQPConnectionError, ChannelInvalidStateError, ConnectionError, OSError)
 
@@ -154,7 +162,7 @@ class BrokerClient:
         big ``map`` gets time in proportion.
         """
         envelopes = list(envelopes)
-        timeout = self.settings.publish_timeout * max(1, math.ceil(len(envelopes) / TIMEOUT_BATCH))
+        timeout = publish_timeout_for(self.settings, len(envelopes))
         try:
             async with asyncio.timeout(timeout):
                 await self._publish(envelopes, list(queues))

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 
-from .broker import BrokerClient
+from .broker import BrokerClient, publish_timeout_for
 from .errors import PublishError
 from .loop_thread import LoopThread
 from .message import Envelope
@@ -62,14 +62,14 @@ class SyncPublisher:
             first = len(self._pending) == 1
         if first:
             self._loop.call_soon(self._publish_pending, client)
-        # The publish enforces publish_timeout itself; this outer bound only
-        # guards against a wedged loop thread.
+        # The publish enforces its own timeout (longer for a big map); this outer bound,
+        # 5 s longer, only guards against a wedged loop thread.
+        wait = publish_timeout_for(self.settings, len(envelopes)) + 5
         try:
-            call.outcome.result(timeout=self.settings.publish_timeout + 5)
+            call.outcome.result(timeout=wait)
         except TimeoutError:
             raise PublishError(
-                f"publishing to {self.settings.safe_broker_url} hung for more than "
-                f"{self.settings.publish_timeout + 5}s"
+                f"publishing to {self.settings.safe_broker_url} hung for more than {wait}s"
             ) from None
 
     def _publish_pending(self, client: BrokerClient) -> None:

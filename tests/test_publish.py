@@ -15,7 +15,8 @@ from urllib.parse import quote
 
 import pytest
 
-from taskcore import ConfigurationError, EncodeError, PublishError, TaskApp
+from taskcore import ConfigurationError, EncodeError, PublishError, Settings, TaskApp
+from taskcore.broker import publish_timeout_for
 from taskcore.delays import LEVELS
 
 from .broker_tools import Probe, management, rabbitmqctl
@@ -61,6 +62,14 @@ def test_map_publishes_every_call_under_one_wait(app_from, probe: Probe) -> None
     assert probe.depth("work") == 500
     bodies = sorted(got.json()["args"][0] for got in probe.get_all("work"))
     assert bodies == list(range(500))
+
+
+def test_a_big_map_gets_publish_timeout_per_started_ten_thousand() -> None:
+    # The caller's own wait (SyncPublisher) and the publish use this one rule: a
+    # 60,000-task map on a busy machine once failed after the caller's fixed 15 s.
+    settings = Settings(publish_timeout=10)
+    counts = (1, 10_000, 10_001, 60_000)
+    assert [publish_timeout_for(settings, n) for n in counts] == [10, 10, 20, 60]
 
 
 def test_arguments_are_checked_before_sending(app_from, probe: Probe) -> None:
