@@ -57,10 +57,3 @@ class FixedDelayTimers:
                 deadline.callback(*deadline.args)
         if due:
             self._timer = loop.call_at(due[0].when, self._fire, loop)
-
-    def cancel_all(self) -> None:
-        """Drop every pending callback (the loop is being closed)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._due.clear()

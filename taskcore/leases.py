@@ -137,8 +137,7 @@ class Leases:
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         """Hand over every watched lease that is due; look again while any is watched."""
-        received_before = time.monotonic() - self.consumer_timeout / 2
-        for lease in [w for w in self._watched if w.message.received_at <= received_before]:
+        for lease in [w for w in self._watched if self.hand_over_in(w.message) == 0.0]:
             lease.start()
         self._sweeping = (
             loop.call_later(self.sweep_every, self._sweep, loop) if self._watched else None
