@@ -6,15 +6,16 @@ connects, so a fresh broker (or vhost) needs no set-up step.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
-from aiormq.exceptions import ChannelPreconditionFailed
+from aio_pika.abc import AbstractChannel, AbstractQueue
+from aiormq.abc import AbstractChannel as RawChannel
+from aiormq.exceptions import ChannelInvalidStateError, ChannelPreconditionFailed
 from pamqp.commands import Basic
 
 from . import delays
@@ -199,32 +200,39 @@ class Topology:
         return arguments
 
     async def _declare_base(self, channel: AbstractChannel) -> None:
-        await channel.declare_exchange(
-            self.work_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        await channel.declare_exchange(
-            self.dead_exchange, aio_pika.ExchangeType.DIRECT, durable=True
-        )
-        await channel.declare_exchange(
-            self.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        await channel.declare_exchange(
-            self.control_exchange, aio_pika.ExchangeType.FANOUT, durable=True
-        )
-        below: AbstractExchange = await channel.declare_exchange(
-            self.delivery_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
+        # Over a hundred declarations go out without waiting for their replies (AMQP
+        # no-wait): one round trip instead of one each, ~50 ms at every connect. The broker
+        # runs a channel's methods in order and closes the channel at the first that fails,
+        # so the passive declaration at the end raises that one's error.
+        raw = await channel.get_underlay_channel()
+        try:
+            await self._declare_base_nowait(raw)
+        except ChannelInvalidStateError:
+            # Closed by the broker at a failed declaration while later ones were going
+            # out: its reason (PRECONDITION_FAILED, ...) is what the caller must see.
+            async with asyncio.timeout(5):
+                await raw.closing
+            raise
+
+    async def _declare_base_nowait(self, raw: RawChannel) -> None:
+        for name, kind in (
+            (self.work_exchange, "direct"),
+            (self.dead_exchange, "direct"),
+            (self.events_exchange, "topic"),
+            (self.control_exchange, "fanout"),
+            (self.delivery_exchange, "topic"),
+        ):
+            await raw.exchange_declare(name, exchange_type=kind, durable=True, nowait=True)
+        below = self.delivery_exchange
         for level in range(delays.LEVELS):
             name = self.delay_exchange(level)
-            exchange = await channel.declare_exchange(
-                name, aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            queue = await channel.declare_queue(
-                name, durable=True, arguments=self.delay_arguments(level, below.name)
-            )
-            await queue.bind(exchange, delays.level_binding(level, "1"))
-            await below.bind(exchange, delays.level_binding(level, "0"))
-            below = exchange
+            arguments = self.delay_arguments(level, below)
+            await raw.exchange_declare(name, exchange_type="topic", durable=True, nowait=True)
+            await raw.queue_declare(name, durable=True, arguments=arguments, nowait=True)
+            await raw.queue_bind(name, name, delays.level_binding(level, "1"), nowait=True)
+            await raw.exchange_bind(below, name, delays.level_binding(level, "0"), nowait=True)
+            below = name
+        await raw.exchange_declare(below, passive=True)
 
     async def declare_recorder_queue(self, channel: AbstractChannel) -> AbstractQueue:
         """The recorder's durable event queue; from its first declaration on it keeps events
